@@ -1,0 +1,126 @@
+//! The command line: parse raw args (clap), turn them into a request, run it, map the outcome to
+//! an exit code from [`crate::exit_codes`]. Human output on stdout, logs on stderr, `--json` gives
+//! one JSON document on stdout.
+
+mod explain;
+
+use crate::config::{ConfigError, Env, LoadedConfig};
+use crate::exit_codes;
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "clawden",
+    version,
+    about = "Sandbox supervisor for AI-agent tool calls: hardened Docker containers per session, agent or shared scope.",
+    after_help = exit_code_help()
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Config file (JSON5; clawden's own or an OpenClaw openclaw.json). Default: $CLAWDEN_CONFIG,
+    /// then $XDG_CONFIG_HOME/clawden/config.json5.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Layer a profile under the config: a built-in name (default, strict, ci) or a .json5 path.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what a session gets: sandboxed or not, container, mounts, limits, tool policy, problems.
+    Explain(explain::ExplainArgs),
+}
+
+fn exit_code_help() -> String {
+    let mut s = String::from("Exit codes:\n");
+    for (code, meaning) in exit_codes::TABLE {
+        s.push_str(&format!("  {code:>3}  {meaning}\n"));
+    }
+    s
+}
+
+/// Everything a command needs from the environment, loaded once.
+pub struct Context {
+    pub env: Env,
+    pub config: LoadedConfig,
+}
+
+impl Context {
+    pub fn load(g: &GlobalArgs) -> Result<Self, ConfigError> {
+        let env = Env::from_process();
+        let config = crate::config::load(g.config.as_deref(), g.profile.as_deref(), &env)?;
+        Ok(Context { env, config })
+    }
+
+    pub fn config_files(&self) -> Vec<String> {
+        self.config.layers.iter().map(|l| l.origin.clone()).collect()
+    }
+}
+
+/// Print to stdout; a closed pipe (`clawden list | head`) is not an error.
+pub fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+}
+
+/// Print one JSON document on stdout.
+pub fn out_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => out(&(s + "\n")),
+        Err(e) => eprintln!("clawden: cannot encode JSON: {e}"),
+    }
+}
+
+/// An error as `{"error": {code, message, fix}}` (with --json) or one line on stderr.
+pub fn report_error(json: bool, code: &str, message: &str, fix: &str) {
+    if json {
+        out_json(&serde_json::json!({"error": {"code": code, "message": message, "fix": fix}}));
+    } else if fix.is_empty() {
+        eprintln!("clawden: {message}");
+    } else {
+        eprintln!("clawden: {message}\n  fix: {fix}");
+    }
+}
+
+pub fn config_error(json: bool, e: &ConfigError) -> ExitCode {
+    let fix = match e {
+        ConfigError::Invalid { key, .. } => format!("correct or remove {key}"),
+        ConfigError::Syntax { .. } => "fix the JSON5 syntax".into(),
+        ConfigError::Read { .. } => "check the path given by --config or CLAWDEN_CONFIG".into(),
+        ConfigError::UnknownProfile { .. } => "use a built-in profile name or a path".into(),
+    };
+    report_error(json, "config_error", &e.to_string(), &fix);
+    ExitCode::from(exit_codes::CONFIG_ERROR)
+}
+
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit_codes::USAGE } else { exit_codes::OK };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging();
+    match cli.command {
+        Command::Explain(a) => explain::run(&cli.global, a),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

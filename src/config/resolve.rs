@@ -1,0 +1,420 @@
+//! Merge (OC): agent value ?? global value ?? default, over every layer (the user's file above a
+//! profile), remembering where each value came from so `explain` can show it.
+
+use super::load::{Env, LoadedConfig};
+use super::schema::*;
+use super::size::{ByteSize, Cpus};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+pub const DEFAULT_IMAGE: &str = "clawden-sandbox:minimal";
+pub const DEFAULT_PREFIX: &str = "clawden-sbx-";
+pub const DEFAULT_WORKDIR: &str = "/workspace";
+pub const DEFAULT_MAIN_KEY: &str = "main";
+pub const DEFAULT_AGENT: &str = "main";
+/// The cap given to a tmpfs entry that names none.
+pub const DEFAULT_TMPFS_SIZE: u64 = 64 << 20;
+pub const DEFAULT_TOOL_ALLOW: &[&str] = &[
+    "exec",
+    "process",
+    "read",
+    "write",
+    "edit",
+    "apply_patch",
+    "image",
+    "sessions_list",
+    "sessions_history",
+    "sessions_send",
+    "sessions_spawn",
+    "session_status",
+];
+pub const DEFAULT_TOOL_DENY: &[&str] = &["browser", "canvas", "nodes", "cron", "gateway"];
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Source {
+    Default,
+    Key { key: String, origin: String },
+}
+
+impl Source {
+    pub fn is_default(&self) -> bool {
+        matches!(self, Source::Default)
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::Key { key, origin } => write!(f, "{key} ({origin})"),
+        }
+    }
+}
+
+/// A value and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub source: Source,
+}
+
+impl<T> Sourced<T> {
+    pub fn default(value: T) -> Self {
+        Sourced {
+            value,
+            source: Source::Default,
+        }
+    }
+}
+
+/// Every resolved setting of one agent's sandbox.
+#[derive(Debug, Clone)]
+pub struct EffectiveSandbox {
+    pub agent_id: String,
+    pub mode: Sourced<Mode>,
+    pub scope: Sourced<Scope>,
+    pub workspace_access: Sourced<WorkspaceAccess>,
+    pub workspace_root: Sourced<PathBuf>,
+    pub agent_workspace: Sourced<PathBuf>,
+    pub docker: EffectiveDocker,
+    pub prune_idle_hours: Sourced<u64>,
+    pub prune_max_age_days: Sourced<u64>,
+    pub calls: EffectiveCalls,
+    pub tool_allow: Sourced<Vec<String>>,
+    pub tool_deny: Sourced<Vec<String>>,
+    pub main_key: String,
+    pub session_scope: SessionScope,
+    pub state_dir: PathBuf,
+    /// Settings that were written but do not apply (shared scope ignores per-agent docker/prune).
+    pub ignored: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EffectiveDocker {
+    pub image: Sourced<String>,
+    pub container_prefix: Sourced<String>,
+    pub workdir: Sourced<String>,
+    pub read_only_root: Sourced<bool>,
+    pub tmpfs: Sourced<Vec<String>>,
+    pub network: Sourced<String>,
+    /// `None`: unset, the user fallback of sandbox.md §1 applies.
+    pub user: Sourced<Option<String>>,
+    pub cap_drop: Sourced<Vec<String>>,
+    pub env: BTreeMap<String, Sourced<String>>,
+    pub setup_command: Sourced<Option<String>>,
+    pub pids_limit: Sourced<u64>,
+    pub memory: Sourced<ByteSize>,
+    pub memory_swap: Sourced<ByteSize>,
+    pub cpus: Sourced<Cpus>,
+    pub ulimits: BTreeMap<String, Sourced<(i64, i64)>>,
+    pub seccomp_profile: Sourced<Option<String>>,
+    pub apparmor_profile: Sourced<Option<String>>,
+    pub dns: Sourced<Vec<String>>,
+    pub extra_hosts: Sourced<Vec<String>>,
+    /// Global binds first, then the agent's, each with the key it came from.
+    pub binds: Vec<Sourced<String>>,
+    pub allow_reserved_targets: Sourced<bool>,
+    pub allow_external_sources: Sourced<bool>,
+    pub allow_namespace_join: Sourced<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EffectiveCalls {
+    pub timeout_seconds: Sourced<u64>,
+    pub max_output_bytes: Sourced<ByteSize>,
+    pub max_read_bytes: Sourced<ByteSize>,
+    pub max_write_bytes: Sourced<ByteSize>,
+}
+
+/// One sandbox section that may supply values, highest priority first in a candidate list.
+struct Candidate<'a> {
+    prefix: String,
+    origin: &'a str,
+    section: &'a SandboxSection,
+}
+
+fn pick<T>(cands: &[Candidate<'_>], key: &str, get: impl Fn(&SandboxSection) -> Option<T>, default: T) -> Sourced<T> {
+    for c in cands {
+        if let Some(v) = get(c.section) {
+            return Sourced {
+                value: v,
+                source: Source::Key {
+                    key: format!("{}.{key}", c.prefix),
+                    origin: c.origin.to_string(),
+                },
+            };
+        }
+    }
+    Sourced::default(default)
+}
+
+fn docker_of(s: &SandboxSection) -> Option<&DockerSection> {
+    s.docker.as_ref()
+}
+
+/// Normalise an agent id to `[a-z0-9][a-z0-9_-]{0,63}`; empty → `main`. (OC)
+pub fn normalize_agent_id(raw: &str) -> String {
+    let lower = raw.trim().to_ascii_lowercase();
+    let mut out = String::with_capacity(lower.len());
+    let mut last_dash = false;
+    for c in lower.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+            last_dash = c == '-';
+        } else if !last_dash {
+            out.push('-');
+            last_dash = true;
+        }
+    }
+    let trimmed = out.trim_matches(|c| c == '-' || c == '_');
+    let cut: String = trimmed.chars().take(64).collect();
+    let cut = cut.trim_end_matches(['-', '_']).to_string();
+    if cut.is_empty() {
+        DEFAULT_AGENT.to_string()
+    } else {
+        cut
+    }
+}
+
+/// The session settings (`session.mainKey`, `session.scope`) over all layers.
+pub fn session_settings(cfg: &LoadedConfig) -> (String, SessionScope) {
+    let mut main_key = DEFAULT_MAIN_KEY.to_string();
+    let mut scope = SessionScope::PerSender;
+    for layer in &cfg.layers {
+        if let Some(s) = &layer.file.session {
+            if let Some(k) = &s.main_key {
+                let k = k.trim();
+                if !k.is_empty() {
+                    main_key = k.to_ascii_lowercase();
+                }
+            }
+            if let Some(sc) = s.scope {
+                scope = sc;
+            }
+        }
+    }
+    (main_key, scope)
+}
+
+/// Every agent id the config names (normalised, sorted, deduplicated), plus `main`.
+pub fn known_agents(cfg: &LoadedConfig) -> Vec<String> {
+    let mut ids = vec![DEFAULT_AGENT.to_string()];
+    for layer in &cfg.layers {
+        if let Some(a) = &layer.file.agents {
+            for e in a.list.iter().flatten() {
+                ids.push(normalize_agent_id(&e.id));
+            }
+            for k in a.entries.iter().flat_map(|m| m.keys()) {
+                ids.push(normalize_agent_id(k));
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Resolve the effective sandbox settings of `agent_id` (already normalised).
+pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbox {
+    let state_dir = env.state_dir();
+    // Candidates, highest priority first: agent sections (user file above profile), then globals.
+    let mut agent_cands = Vec::new();
+    let mut global_cands = Vec::new();
+    let mut agent_workspace: Option<Sourced<PathBuf>> = None;
+    let mut default_workspace: Option<Sourced<PathBuf>> = None;
+    let mut agent_tools: Vec<(String, &str, &ToolPolicySection)> = Vec::new();
+    let mut global_tools: Vec<(String, &str, &ToolPolicySection)> = Vec::new();
+    for layer in cfg.layers.iter().rev() {
+        let origin = layer.origin.as_str();
+        let src = |key: String| Source::Key {
+            key,
+            origin: origin.to_string(),
+        };
+        if let Some(agents) = &layer.file.agents {
+            // The keyed form is newer and wins over the list form within one file.
+            for (k, e) in agents.entries.iter().flatten() {
+                if normalize_agent_id(k) != agent_id {
+                    continue;
+                }
+                let prefix = format!("agents.entries.{k}");
+                if let Some(s) = &e.sandbox {
+                    agent_cands.push(Candidate { prefix: format!("{prefix}.sandbox"), origin, section: s });
+                }
+                if let (None, Some(w)) = (&agent_workspace, &e.workspace) {
+                    agent_workspace = Some(Sourced { value: env.expand_tilde(w), source: src(format!("{prefix}.workspace")) });
+                }
+                if let Some(t) = e.tools.as_ref().and_then(|t| t.sandbox.as_ref()).and_then(|t| t.tools.as_ref()) {
+                    agent_tools.push((format!("{prefix}.tools.sandbox.tools"), origin, t));
+                }
+            }
+            for (i, e) in agents.list.iter().flatten().enumerate() {
+                if normalize_agent_id(&e.id) != agent_id {
+                    continue;
+                }
+                let prefix = format!("agents.list[{i}]");
+                if let Some(s) = &e.sandbox {
+                    agent_cands.push(Candidate { prefix: format!("{prefix}.sandbox"), origin, section: s });
+                }
+                if let (None, Some(w)) = (&agent_workspace, &e.workspace) {
+                    agent_workspace = Some(Sourced { value: env.expand_tilde(w), source: src(format!("{prefix}.workspace")) });
+                }
+                if let Some(t) = e.tools.as_ref().and_then(|t| t.sandbox.as_ref()).and_then(|t| t.tools.as_ref()) {
+                    agent_tools.push((format!("{prefix}.tools.sandbox.tools"), origin, t));
+                }
+            }
+            if let Some(d) = &agents.defaults {
+                if let Some(s) = &d.sandbox {
+                    global_cands.push(Candidate { prefix: "agents.defaults.sandbox".into(), origin, section: s });
+                }
+                if let (None, Some(w)) = (&default_workspace, &d.workspace) {
+                    default_workspace = Some(Sourced { value: env.expand_tilde(w), source: src("agents.defaults.workspace".into()) });
+                }
+            }
+        }
+        if let Some(t) = layer.file.tools.as_ref().and_then(|t| t.sandbox.as_ref()).and_then(|t| t.tools.as_ref()) {
+            global_tools.push(("tools.sandbox.tools".into(), origin, t));
+        }
+    }
+    let all: Vec<Candidate<'_>> = agent_cands.iter().chain(global_cands.iter()).map(|c| Candidate { prefix: c.prefix.clone(), origin: c.origin, section: c.section }).collect();
+
+    let scope = pick(&all, "scope", |s| s.scope, Scope::Agent);
+    let mut ignored = Vec::new();
+    // Under shared scope only the global docker and prune settings apply. (OC)
+    let docker_cands: Vec<Candidate<'_>> = if scope.value == Scope::Shared {
+        for c in &agent_cands {
+            if c.section.docker.is_some() {
+                ignored.push(format!("{}.docker (scope \"shared\" uses only agents.defaults.sandbox.docker)", c.prefix));
+            }
+            if c.section.prune.is_some() {
+                ignored.push(format!("{}.prune (scope \"shared\" uses only agents.defaults.sandbox.prune)", c.prefix));
+            }
+        }
+        global_cands.iter().map(|c| Candidate { prefix: c.prefix.clone(), origin: c.origin, section: c.section }).collect()
+    } else {
+        all.iter().map(|c| Candidate { prefix: c.prefix.clone(), origin: c.origin, section: c.section }).collect()
+    };
+
+    macro_rules! d {
+        ($key:literal, $field:ident, $default:expr) => {
+            pick(&docker_cands, concat!("docker.", $key), |s| docker_of(s).and_then(|d| d.$field.clone()), $default)
+        };
+    }
+    macro_rules! dopt {
+        ($key:literal, $field:ident) => {
+            pick(&docker_cands, concat!("docker.", $key), |s| docker_of(s).and_then(|d| d.$field.clone()).map(Some), None)
+        };
+    }
+
+    let memory = d!("memory", memory, ByteSize(1 << 30));
+    // memorySwap defaults to the resolved memory: no swap beyond the memory limit. (better)
+    let memory_swap = d!("memorySwap", memory_swap, memory.value);
+
+    // Per-key merges: default, then globals (lowest first), then agents (lowest first).
+    let mut env_map: BTreeMap<String, Sourced<String>> = BTreeMap::new();
+    env_map.insert("LANG".into(), Sourced::default("C.UTF-8".into()));
+    let mut ulimits: BTreeMap<String, Sourced<(i64, i64)>> = BTreeMap::new();
+    ulimits.insert("nofile".into(), Sourced::default((1024, 4096)));
+    ulimits.insert("core".into(), Sourced::default((0, 0)));
+    let mut binds = Vec::new();
+    for c in docker_cands.iter().rev() {
+        let Some(d) = docker_of(c.section) else { continue };
+        let src = |k: &str| Source::Key { key: format!("{}.docker.{k}", c.prefix), origin: c.origin.to_string() };
+        for (k, v) in d.env.iter().flatten() {
+            env_map.insert(k.clone(), Sourced { value: v.clone(), source: src(&format!("env.{k}")) });
+        }
+        for (k, v) in d.ulimits.iter().flatten() {
+            ulimits.insert(k.clone(), Sourced { value: v.soft_hard(), source: src(&format!("ulimits.{k}")) });
+        }
+    }
+    // Binds concatenate: global then agent, each lowest layer first.
+    for c in global_cands.iter().rev().chain(if scope.value == Scope::Shared { [].iter() } else { agent_cands.iter() }.rev()) {
+        for (i, b) in docker_of(c.section).and_then(|d| d.binds.as_ref()).into_iter().flatten().enumerate() {
+            binds.push(Sourced { value: b.clone(), source: Source::Key { key: format!("{}.docker.binds[{i}]", c.prefix), origin: c.origin.to_string() } });
+        }
+    }
+
+    let docker = EffectiveDocker {
+        image: d!("image", image, DEFAULT_IMAGE.into()),
+        container_prefix: d!("containerPrefix", container_prefix, DEFAULT_PREFIX.into()),
+        workdir: d!("workdir", workdir, DEFAULT_WORKDIR.into()),
+        read_only_root: d!("readOnlyRoot", read_only_root, true),
+        tmpfs: d!("tmpfs", tmpfs, vec!["/tmp:size=64m".into(), "/var/tmp:size=64m".into(), "/run:size=16m".into()]),
+        network: d!("network", network, "none".into()),
+        user: dopt!("user", user),
+        cap_drop: d!("capDrop", cap_drop, vec!["ALL".into()]),
+        env: env_map,
+        setup_command: dopt!("setupCommand", setup_command),
+        pids_limit: d!("pidsLimit", pids_limit, 256),
+        memory,
+        memory_swap,
+        cpus: d!("cpus", cpus, Cpus(Cpus::NANOS)),
+        ulimits,
+        seccomp_profile: dopt!("seccompProfile", seccomp_profile),
+        apparmor_profile: dopt!("apparmorProfile", apparmor_profile),
+        dns: d!("dns", dns, vec![]),
+        extra_hosts: d!("extraHosts", extra_hosts, vec![]),
+        binds,
+        allow_reserved_targets: d!("dangerouslyAllowReservedContainerTargets", dangerously_allow_reserved_container_targets, false),
+        allow_external_sources: d!("dangerouslyAllowExternalBindSources", dangerously_allow_external_bind_sources, false),
+        allow_namespace_join: d!("dangerouslyAllowContainerNamespaceJoin", dangerously_allow_container_namespace_join, false),
+    };
+
+    let calls = EffectiveCalls {
+        timeout_seconds: pick(&all, "calls.timeoutSeconds", |s| s.calls.as_ref().and_then(|c| c.timeout_seconds), 300),
+        max_output_bytes: pick(&all, "calls.maxOutputBytes", |s| s.calls.as_ref().and_then(|c| c.max_output_bytes), ByteSize(1 << 20)),
+        max_read_bytes: pick(&all, "calls.maxReadBytes", |s| s.calls.as_ref().and_then(|c| c.max_read_bytes), ByteSize(16 << 20)),
+        max_write_bytes: pick(&all, "calls.maxWriteBytes", |s| s.calls.as_ref().and_then(|c| c.max_write_bytes), ByteSize(64 << 20)),
+    };
+
+    let workspace_root = pick(&all, "workspaceRoot", |s| s.workspace_root.as_deref().map(|w| env.expand_tilde(w)), state_dir.join("sandboxes"));
+    // Agent workspace (OC): the agent's own, else for the default agent agents.defaults.workspace,
+    // else a per-agent directory in the state dir (non-default agents never share the default's).
+    let agent_workspace = agent_workspace.unwrap_or_else(|| {
+        if agent_id == DEFAULT_AGENT {
+            default_workspace.unwrap_or_else(|| Sourced::default(state_dir.join("workspace")))
+        } else {
+            Sourced::default(state_dir.join(format!("workspace-{agent_id}")))
+        }
+    });
+
+    let tool_pick = |cands: &[(String, &str, &ToolPolicySection)], f: fn(&ToolPolicySection) -> Option<&Vec<String>>, name: &str| {
+        cands.iter().find_map(|(p, o, t)| f(t).map(|v| Sourced { value: v.clone(), source: Source::Key { key: format!("{p}.{name}"), origin: o.to_string() } }))
+    };
+    let mut tool_allow = tool_pick(&agent_tools, |t| t.allow.as_ref(), "allow")
+        .or_else(|| tool_pick(&global_tools, |t| t.allow.as_ref(), "allow"))
+        .unwrap_or_else(|| Sourced::default(DEFAULT_TOOL_ALLOW.iter().map(|s| s.to_string()).collect()));
+    for (_, _, t) in agent_tools.iter().chain(global_tools.iter()) {
+        for extra in t.also_allow.iter().flatten() {
+            if !tool_allow.value.contains(extra) {
+                tool_allow.value.push(extra.clone());
+            }
+        }
+    }
+    let tool_deny = tool_pick(&agent_tools, |t| t.deny.as_ref(), "deny")
+        .or_else(|| tool_pick(&global_tools, |t| t.deny.as_ref(), "deny"))
+        .unwrap_or_else(|| Sourced::default(DEFAULT_TOOL_DENY.iter().map(|s| s.to_string()).collect()));
+
+    let (main_key, session_scope) = session_settings(cfg);
+    EffectiveSandbox {
+        agent_id: agent_id.to_string(),
+        mode: pick(&all, "mode", |s| s.mode, Mode::Off),
+        workspace_access: pick(&all, "workspaceAccess", |s| s.workspace_access, WorkspaceAccess::None),
+        scope,
+        workspace_root,
+        agent_workspace,
+        docker,
+        prune_idle_hours: pick(&docker_cands, "prune.idleHours", |s| s.prune.as_ref().and_then(|p| p.idle_hours), 24),
+        prune_max_age_days: pick(&docker_cands, "prune.maxAgeDays", |s| s.prune.as_ref().and_then(|p| p.max_age_days), 7),
+        calls,
+        tool_allow,
+        tool_deny,
+        main_key,
+        session_scope,
+        state_dir,
+        ignored,
+    }
+}

@@ -1,0 +1,198 @@
+//! The on-disk schema, as written by users (every field optional; defaults live in `resolve`).
+//!
+//! Outside the sandbox sections unknown keys are ignored (an OpenClaw `openclaw.json` carries many
+//! unrelated settings); inside them an unknown key or a wrong type is an error naming its full path.
+
+use super::size::{ByteSize, Cpus};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole config file: clawden's own or an OpenClaw `openclaw.json`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileConfig {
+    pub agents: Option<AgentsSection>,
+    pub session: Option<SessionSection>,
+    pub tools: Option<ToolsSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentsSection {
+    pub defaults: Option<AgentDefaults>,
+    pub list: Option<Vec<AgentListEntry>>,
+    pub entries: Option<BTreeMap<String, AgentEntry>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentDefaults {
+    pub workspace: Option<String>,
+    pub sandbox: Option<SandboxSection>,
+}
+
+/// `agents.list[]` entry (the OpenClaw form).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentListEntry {
+    pub id: String,
+    pub workspace: Option<String>,
+    pub sandbox: Option<SandboxSection>,
+    pub tools: Option<AgentTools>,
+}
+
+/// `agents.entries.<id>` (the newer keyed form).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentEntry {
+    pub workspace: Option<String>,
+    pub sandbox: Option<SandboxSection>,
+    pub tools: Option<AgentTools>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentTools {
+    pub sandbox: Option<ToolsSandbox>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionSection {
+    pub main_key: Option<String>,
+    pub scope: Option<SessionScope>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionScope {
+    PerSender,
+    Global,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolsSection {
+    pub sandbox: Option<ToolsSandbox>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolsSandbox {
+    pub tools: Option<ToolPolicySection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ToolPolicySection {
+    pub allow: Option<Vec<String>>,
+    pub also_allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
+/// `agents.defaults.sandbox`, `agents.list[].sandbox`, `agents.entries.<id>.sandbox`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SandboxSection {
+    pub mode: Option<Mode>,
+    pub scope: Option<Scope>,
+    pub workspace_access: Option<WorkspaceAccess>,
+    pub workspace_root: Option<String>,
+    pub docker: Option<DockerSection>,
+    pub prune: Option<PruneSection>,
+    /// clawden extension: limits of individual tool calls.
+    pub calls: Option<CallsSection>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Off,
+    NonMain,
+    All,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    Session,
+    Agent,
+    Shared,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkspaceAccess {
+    None,
+    Ro,
+    Rw,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PruneSection {
+    pub idle_hours: Option<u64>,
+    pub max_age_days: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CallsSection {
+    pub timeout_seconds: Option<u64>,
+    pub max_output_bytes: Option<ByteSize>,
+    pub max_read_bytes: Option<ByteSize>,
+    pub max_write_bytes: Option<ByteSize>,
+}
+
+/// `sandbox.docker` (OpenClaw names).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DockerSection {
+    pub image: Option<String>,
+    pub container_prefix: Option<String>,
+    pub workdir: Option<String>,
+    pub read_only_root: Option<bool>,
+    pub tmpfs: Option<Vec<String>>,
+    pub network: Option<String>,
+    pub user: Option<String>,
+    pub cap_drop: Option<Vec<String>>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub setup_command: Option<String>,
+    pub pids_limit: Option<u64>,
+    pub memory: Option<ByteSize>,
+    pub memory_swap: Option<ByteSize>,
+    pub cpus: Option<Cpus>,
+    pub ulimits: Option<BTreeMap<String, UlimitValue>>,
+    pub seccomp_profile: Option<String>,
+    pub apparmor_profile: Option<String>,
+    pub dns: Option<Vec<String>>,
+    pub extra_hosts: Option<Vec<String>>,
+    pub binds: Option<Vec<String>>,
+    pub dangerously_allow_reserved_container_targets: Option<bool>,
+    pub dangerously_allow_external_bind_sources: Option<bool>,
+    pub dangerously_allow_container_namespace_join: Option<bool>,
+}
+
+/// A ulimit: one number (soft = hard) or `{ soft, hard }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum UlimitValue {
+    Both(i64),
+    Pair(UlimitPair),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UlimitPair {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl UlimitValue {
+    pub fn soft_hard(self) -> (i64, i64) {
+        match self {
+            UlimitValue::Both(v) => (v, v),
+            UlimitValue::Pair(p) => (p.soft, p.hard),
+        }
+    }
+}
