@@ -6,3 +6,4 @@
 //! - [`validate`]: the bind-mount and settings validator (pure, plus canonicalisation on the host fs).
 //! - [`explain`]: the decision made visible, as data (JSON) and as human text.
 //! - [`exit_codes`]: every exit code the binary uses, in one place.
+pub mod validate;
