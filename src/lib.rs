@@ -6,9 +6,11 @@
 //! - [`validate`]: the bind-mount and settings validator (pure, plus canonicalisation on the host fs).
 //! - [`explain`]: the decision made visible, as data (JSON) and as human text.
 //! - [`exit_codes`]: every exit code the binary uses, in one place.
+//! - [`cli`]: the command line.
 
+pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod exit_codes;
 pub mod explain;
-pub mod cli;
+pub mod validate;

@@ -1,0 +1,179 @@
+//! The refusal type: a stable code, the offending value, a human message and the fix.
+
+use std::fmt;
+
+/// Stable machine-readable refusal codes. serde-serialises as the snake_case string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalCode {
+    /// A host source (or container path) that is not an absolute path: relative, `~`, `$VAR`,
+    /// a named volume, empty.
+    NonAbsolute,
+    /// The source equals or lies under a blocked host path.
+    BlockedPath,
+    /// The source is an ancestor of a blocked host path.
+    CoversBlockedPath,
+    /// The source is outside every allowed root (agent / sandbox workspace).
+    OutsideAllowedRoots,
+    /// The container target equals, is under or covers a reserved or system target.
+    ReservedTarget,
+    /// The source does not exist (Docker would silently create it) or cannot be resolved.
+    MissingSource,
+    /// The source is a socket, FIFO or device node.
+    SpecialFile,
+    /// `network: host`.
+    NetworkHost,
+    /// `network: container:<id>` without `dangerouslyAllowContainerNamespaceJoin`.
+    NetworkContainerJoin,
+    /// A seccomp or AppArmor profile of `unconfined`.
+    UnconfinedProfile,
+    /// Wrong number of `:` fields, empty target, NUL or newline in a bind string.
+    BadBindSpec,
+    /// A bind mode other than `ro` / `rw` (e.g. `rshared`, `z`).
+    BadBindMode,
+    /// Two mounts at the same container target.
+    DuplicateTarget,
+    /// `capDrop` does not contain `ALL`.
+    CapDropIncomplete,
+    /// An env name that is empty, contains `=` or NUL, or is not `[A-Za-z_][A-Za-z0-9_]*`.
+    InvalidEnvName,
+    /// A tmpfs spec that is malformed, has a relative target, or escalating options.
+    InvalidTmpfs,
+    /// A container path with NUL, newline, over 4096 bytes or over 256 components.
+    InvalidPath,
+    /// A network value that is empty or not a valid Docker network name.
+    InvalidNetwork,
+}
+
+impl RefusalCode {
+    /// Every code, in declaration order (for docs and exhaustive tests).
+    pub const ALL: [RefusalCode; 18] = [
+        RefusalCode::NonAbsolute,
+        RefusalCode::BlockedPath,
+        RefusalCode::CoversBlockedPath,
+        RefusalCode::OutsideAllowedRoots,
+        RefusalCode::ReservedTarget,
+        RefusalCode::MissingSource,
+        RefusalCode::SpecialFile,
+        RefusalCode::NetworkHost,
+        RefusalCode::NetworkContainerJoin,
+        RefusalCode::UnconfinedProfile,
+        RefusalCode::BadBindSpec,
+        RefusalCode::BadBindMode,
+        RefusalCode::DuplicateTarget,
+        RefusalCode::CapDropIncomplete,
+        RefusalCode::InvalidEnvName,
+        RefusalCode::InvalidTmpfs,
+        RefusalCode::InvalidPath,
+        RefusalCode::InvalidNetwork,
+    ];
+
+    /// The stable snake_case tag (identical to the serde form).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RefusalCode::NonAbsolute => "non_absolute",
+            RefusalCode::BlockedPath => "blocked_path",
+            RefusalCode::CoversBlockedPath => "covers_blocked_path",
+            RefusalCode::OutsideAllowedRoots => "outside_allowed_roots",
+            RefusalCode::ReservedTarget => "reserved_target",
+            RefusalCode::MissingSource => "missing_source",
+            RefusalCode::SpecialFile => "special_file",
+            RefusalCode::NetworkHost => "network_host",
+            RefusalCode::NetworkContainerJoin => "network_container_join",
+            RefusalCode::UnconfinedProfile => "unconfined_profile",
+            RefusalCode::BadBindSpec => "bad_bind_spec",
+            RefusalCode::BadBindMode => "bad_bind_mode",
+            RefusalCode::DuplicateTarget => "duplicate_target",
+            RefusalCode::CapDropIncomplete => "cap_drop_incomplete",
+            RefusalCode::InvalidEnvName => "invalid_env_name",
+            RefusalCode::InvalidTmpfs => "invalid_tmpfs",
+            RefusalCode::InvalidPath => "invalid_path",
+            RefusalCode::InvalidNetwork => "invalid_network",
+        }
+    }
+}
+
+impl fmt::Display for RefusalCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Every refusal: code, the offending value, a human message naming the value and the rule, and the fix.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub code: RefusalCode,
+    pub value: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(
+        code: RefusalCode,
+        value: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Refusal {
+            code,
+            value: value.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+/// Quote a value for a message: Rust debug quoting, so control characters (NUL, newline) are
+/// visible as escapes and the value cannot break the message's layout.
+pub(crate) fn quote(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// [`quote`] for a path (lossy: a message is for humans; the `value` field keeps the input).
+pub(crate) fn quote_path(p: &std::path::Path) -> String {
+    quote(&p.to_string_lossy())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde_for_every_code() {
+        for code in RefusalCode::ALL {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()), "{code:?}");
+            assert_eq!(code.to_string(), code.as_str());
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for code in RefusalCode::ALL {
+            assert!(
+                seen.insert(code.as_str()),
+                "duplicate tag {}",
+                code.as_str()
+            );
+        }
+    }
+
+    #[test]
+    fn refusal_serialises_all_fields_and_displays_message() {
+        let r = Refusal::new(RefusalCode::BlockedPath, "/etc:/x", "msg here", "fix here");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"code": "blocked_path", "value": "/etc:/x", "message": "msg here", "fix": "fix here"})
+        );
+        assert_eq!(r.to_string(), "msg here");
+    }
+
+    #[test]
+    fn quote_escapes_control_characters() {
+        assert_eq!(quote("a\nb\0c\"d"), r#""a\nb\0c\"d""#);
+    }
+}

@@ -1,0 +1,31 @@
+//! The bind-mount and settings validator (sandbox.md §5, security.md).
+//!
+//! Pure rules plus canonicalisation on the host filesystem. Every rule answers with a
+//! [`Refusal`]: a stable [`RefusalCode`], the offending value, a message naming the value and
+//! the rule, and the fix. Nothing here talks to Docker.
+//!
+//! - [`code`]: the refusal type.
+//! - [`container_path`]: lexical normalisation of container paths.
+//! - [`hostpath`]: lexical normalisation and canonicalisation of host paths.
+//! - [`blocked`]: the blocked host-path table and the [`HostContext`] it is built from.
+//! - [`source`]: the rules every host mount source obeys (binds and managed workspaces).
+//! - [`binds`]: `docker.binds` parsing, target and allowed-root rules.
+//! - [`settings`]: network, seccomp/AppArmor, capDrop, env names, tmpfs.
+
+pub mod binds;
+pub mod blocked;
+pub mod code;
+pub mod container_path;
+pub mod hostpath;
+pub mod settings;
+pub mod source;
+
+pub use binds::{BindPolicy, SYSTEM_TARGETS, ValidatedBind, validate_bind, validate_binds};
+pub use blocked::HostContext;
+pub use code::{Refusal, RefusalCode};
+pub use container_path::normalize_container_path;
+pub use hostpath::{canonicalize_through_ancestor, lexical_normalize};
+pub use settings::{
+    parse_tmpfs, validate_cap_drop, validate_env_name, validate_network, validate_security_profile,
+};
+pub use source::check_managed_source;
