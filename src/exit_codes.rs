@@ -26,7 +26,7 @@ pub const EXEC_CLAWDEN_ERROR: u8 = 125;
 pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; for explain, the configuration is valid"),
     (FAILURE, "unexpected internal error"),
-    (USAGE, "bad command line"),
+    (USAGE, "bad command line, or a malformed session key"),
     (CONFIG_ERROR, "config file unreadable, not JSON5, unknown key or wrong type"),
     (CONFIG_PROBLEMS, "configuration parses but its plan has problems (refused bind, network host, ...)"),
     (REFUSED, "a request was refused by the validator"),

@@ -117,7 +117,7 @@ mod tests {
         let h = short_hash("agent:main");
         assert_eq!(h.len(), 8);
         assert_eq!(slug("agent:main"), format!("agent-main-{h}"));
-        assert_eq!(slug("Agent:Work:Telegram:Group:-100"), format!("agent-work-telegram-group-100-{}", short_hash("Agent:Work:Telegram:Group:-100")));
+        assert_eq!(slug("Agent:Work:Telegram:Group:-100"), format!("agent-work-telegram-group--100-{}", short_hash("Agent:Work:Telegram:Group:-100")));
         assert_eq!(slug(":::"), format!("session-{}", short_hash(":::")));
         let long = "agent:main:".to_string() + &"x".repeat(100);
         let s = slug(&long);
@@ -137,9 +137,11 @@ mod tests {
         assert_eq!(container_name("clawden-sbx-", Scope::Shared, "shared"), "clawden-sbx-shared");
         assert_eq!(container_name("p-", Scope::Agent, "agent:main"), format!("p-{}", slug("agent:main")));
         let long_prefix = "p".repeat(40);
-        let n = container_name(&long_prefix, Scope::Session, "agent:main:x");
+        let key = format!("agent:main:{}", "x".repeat(30));
+        let n = container_name(&long_prefix, Scope::Session, &key);
         assert_eq!(n.len(), MAX_CONTAINER_NAME);
-        assert!(n.ends_with(&short_hash("agent:main:x")));
+        assert!(n.starts_with(&long_prefix));
+        assert!(n.ends_with(&format!("-{}", short_hash(&key))));
     }
 
     #[test]

@@ -43,11 +43,13 @@ pub enum RefusalCode {
     InvalidPath,
     /// A network value that is empty or not a valid Docker network name.
     InvalidNetwork,
+    /// Any other config value out of range or malformed (memory, pidsLimit, user, prefix, ...).
+    InvalidValue,
 }
 
 impl RefusalCode {
     /// Every code, in declaration order (for docs and exhaustive tests).
-    pub const ALL: [RefusalCode; 18] = [
+    pub const ALL: [RefusalCode; 19] = [
         RefusalCode::NonAbsolute,
         RefusalCode::BlockedPath,
         RefusalCode::CoversBlockedPath,
@@ -66,6 +68,7 @@ impl RefusalCode {
         RefusalCode::InvalidTmpfs,
         RefusalCode::InvalidPath,
         RefusalCode::InvalidNetwork,
+        RefusalCode::InvalidValue,
     ];
 
     /// The stable snake_case tag (identical to the serde form).
@@ -89,6 +92,7 @@ impl RefusalCode {
             RefusalCode::InvalidTmpfs => "invalid_tmpfs",
             RefusalCode::InvalidPath => "invalid_path",
             RefusalCode::InvalidNetwork => "invalid_network",
+            RefusalCode::InvalidValue => "invalid_value",
         }
     }
 }
