@@ -1,0 +1,72 @@
+//! The plan → Docker create body translation. Pure: every hardening setting is visible here.
+
+use crate::decide::ContainerSpec;
+use bollard::models::{
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
+    MountTypeEnum, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+};
+use std::collections::{BTreeMap, HashMap};
+
+/// The idle main process (under Docker's init): long, portable across busybox and coreutils.
+pub const IDLE_CMD: &[&str] = &["/bin/sleep", "2147483647"];
+
+pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> ContainerCreateBody {
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| Mount {
+            target: Some(m.container.clone()),
+            source: Some(m.host.to_string_lossy().into_owned()),
+            typ: Some(MountTypeEnum::BIND),
+            read_only: Some(m.access.read_only()),
+            bind_options: Some(MountBindOptions {
+                propagation: Some(MountBindOptionsPropagationEnum::RPRIVATE),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
+    let host_config = HostConfig {
+        mounts: Some(mounts),
+        tmpfs: Some(spec.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>()),
+        readonly_rootfs: Some(spec.read_only_root),
+        network_mode: Some(spec.network.clone()),
+        cap_drop: Some(spec.cap_drop.clone()),
+        cap_add: Some(vec![]),
+        security_opt: Some(spec.security_opt.clone()),
+        privileged: Some(false),
+        memory: Some(spec.memory as i64),
+        memory_swap: Some(spec.memory_swap as i64),
+        nano_cpus: Some(spec.nano_cpus as i64),
+        pids_limit: Some(spec.pids_limit as i64),
+        ulimits: Some(
+            spec.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+                .collect(),
+        ),
+        init: Some(true),
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
+        log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
+        ipc_mode: Some("private".into()),
+        publish_all_ports: Some(false),
+        dns: if spec.dns.is_empty() { None } else { Some(spec.dns.clone()) },
+        extra_hosts: if spec.extra_hosts.is_empty() { None } else { Some(spec.extra_hosts.clone()) },
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: Some(IDLE_CMD.iter().map(|s| s.to_string()).collect()),
+        entrypoint: Some(vec![]),
+        user: Some(spec.user.clone()),
+        working_dir: Some(spec.workdir.clone()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        attach_stdin: Some(false),
+        open_stdin: Some(false),
+        tty: Some(false),
+        network_disabled: Some(spec.network == "none"),
+        host_config: Some(host_config),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,120 @@
+//! The edge between clawden's decisions and a container engine. Everything above this module
+//! speaks [`ContainerEngine`]; [`docker::DockerEngine`] implements it with bollard against the
+//! Docker Engine API (local socket, `DOCKER_HOST`, Podman's Docker API), with version negotiation.
+
+pub mod create;
+pub mod docker;
+pub mod verify;
+
+use crate::decide::ContainerSpec;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot reach the Docker engine at {endpoint}: {message}")]
+    Unreachable { endpoint: String, message: String },
+    #[error("image {image:?} is not present on the engine")]
+    ImageMissing { image: String },
+    #[error("container {0:?} not found")]
+    NotFound(String),
+    #[error("a container named {0:?} already exists")]
+    Conflict(String),
+    #[error("Docker engine error: {0}")]
+    Api(String),
+}
+
+impl EngineError {
+    /// The stable code of this error (JSON output, audit log).
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Unreachable { .. } => "engine_unreachable",
+            EngineError::ImageMissing { .. } => "image_missing",
+            EngineError::NotFound(_) => "container_not_found",
+            EngineError::Conflict(_) => "name_conflict",
+            EngineError::Api(_) => "engine_error",
+        }
+    }
+
+    /// The exact command or step that fixes it.
+    pub fn fix(&self) -> String {
+        match self {
+            EngineError::Unreachable { .. } => {
+                "start the engine (`sudo dockerd &`, or `bash scripts/ensure-docker.sh` which installs Debian's docker.io if needed), or point DOCKER_HOST at it".into()
+            }
+            EngineError::ImageMissing { image } => match image.strip_prefix("clawden-sandbox:") {
+                Some(name) => format!("clawden image build {name}"),
+                None => format!("build or load {image:?} locally (no registry is used), or set docker.image to clawden-sandbox:minimal"),
+            },
+            EngineError::NotFound(_) => "it will be recreated on next use".into(),
+            EngineError::Conflict(_) => "retry; another clawden created it first".into(),
+            EngineError::Api(_) => "see the engine's message; `clawden doctor` checks the setup".into(),
+        }
+    }
+}
+
+/// What `docker info` / `docker version` say, reduced to what clawden checks.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineInfo {
+    pub endpoint: String,
+    pub version: String,
+    pub api_version: String,
+    pub os: String,
+    pub kernel: String,
+    pub cgroup_version: String,
+    pub default_runtime: String,
+    pub runc_version: String,
+    pub security_options: Vec<String>,
+}
+
+/// A container clawden made (found by its `clawden.sandbox=1` label).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerSummary {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub running: bool,
+    pub image: String,
+    pub image_id: String,
+    pub created_unix: i64,
+}
+
+/// A command to run in a container and collect (setupCommand, doctor probes).
+#[derive(Debug, Clone, Default)]
+pub struct ExecSpec {
+    pub cmd: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub env: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecResult {
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// The engine seam. Object-safe and `Send + Sync`, so one engine serves many sessions at once.
+#[async_trait::async_trait]
+pub trait ContainerEngine: Send + Sync {
+    /// Where the engine is (for messages).
+    fn endpoint(&self) -> String;
+    async fn info(&self) -> Result<EngineInfo, EngineError>;
+    /// The image's ID, or `None` when it is not present.
+    async fn image_id(&self, image: &str) -> Result<Option<String>, EngineError>;
+    /// Build an image from a tar build context; progress lines go to `progress`. Returns its ID.
+    async fn build_image(&self, tag: &str, context_tar: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Send + Sync)) -> Result<String, EngineError>;
+    /// Every container carrying `clawden.sandbox=1`, running or not.
+    async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError>;
+    /// `docker inspect` as JSON, `None` if there is no such container.
+    async fn inspect(&self, name_or_id: &str) -> Result<Option<serde_json::Value>, EngineError>;
+    /// Create (not start) the container of a plan with the given labels. Returns its ID.
+    async fn create(&self, spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> Result<String, EngineError>;
+    async fn start(&self, id: &str) -> Result<(), EngineError>;
+    /// Force-remove a container; a missing one is not an error.
+    async fn remove(&self, id: &str) -> Result<(), EngineError>;
+    /// Run a command to completion and collect its output, each stream capped at `cap` bytes.
+    async fn exec_collect(&self, id: &str, spec: &ExecSpec, cap: usize) -> Result<ExecResult, EngineError>;
+}
