@@ -255,7 +255,7 @@ fn check_reserved_target(spec: &str, target: &str, reserved: &[String]) -> Resul
             RefusalCode::ReservedTarget,
             spec,
             format!(
-                "bind mount {}: container target {} {relation} {kind} {}",
+                "bind mount {}: container target {} {relation} the {kind} {}",
                 quote(spec),
                 quote(target),
                 quote(r)

@@ -29,3 +29,6 @@ pub use settings::{
     parse_tmpfs, validate_cap_drop, validate_env_name, validate_network, validate_security_profile,
 };
 pub use source::check_managed_source;
+
+#[cfg(test)]
+mod messages_tests;
