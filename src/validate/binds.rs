@@ -15,6 +15,7 @@ pub const SYSTEM_TARGETS: &[&str] = &[
     "/libx32", "/boot", "/root", "/run", "/var/run",
 ];
 
+#[derive(Debug, Clone, Copy)]
 pub struct BindPolicy<'a> {
     /// Agent workspace + sandbox workspace (may not exist yet; compare canonical forms).
     pub allowed_roots: &'a [PathBuf],
