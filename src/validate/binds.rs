@@ -15,6 +15,7 @@ pub const SYSTEM_TARGETS: &[&str] = &[
     "/libx32", "/boot", "/root", "/run", "/var/run",
 ];
 
+#[derive(Debug, Clone, Copy)]
 pub struct BindPolicy<'a> {
     /// Agent workspace + sandbox workspace (may not exist yet; compare canonical forms).
     pub allowed_roots: &'a [PathBuf],
@@ -255,7 +256,7 @@ fn check_reserved_target(spec: &str, target: &str, reserved: &[String]) -> Resul
             RefusalCode::ReservedTarget,
             spec,
             format!(
-                "bind mount {}: container target {} {relation} {kind} {}",
+                "bind mount {}: container target {} {relation} the {kind} {}",
                 quote(spec),
                 quote(target),
                 quote(r)

@@ -6,7 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use super::hostpath::{canonicalize_through_ancestor, lexical_normalize};
 
 /// Host paths that are never a bind source, nor inside one (sandbox.md §5).
-pub(crate) const BLOCKED_SYSTEM_PATHS: &[&str] = &[
+pub const BLOCKED_SYSTEM_PATHS: &[&str] = &[
     "/",
     "/etc",
     "/proc",
@@ -28,7 +28,7 @@ pub(crate) const BLOCKED_SYSTEM_PATHS: &[&str] = &[
 ];
 
 /// Secrets and container-engine state inside every home directory.
-pub(crate) const BLOCKED_HOME_ENTRIES: &[&str] = &[
+pub const BLOCKED_HOME_ENTRIES: &[&str] = &[
     ".ssh",
     ".aws",
     ".gnupg",

@@ -4,28 +4,31 @@
 //! [`Refusal`]: a stable [`RefusalCode`], the offending value, a message naming the value and
 //! the rule, and the fix. Nothing here talks to Docker.
 //!
-//! - [`code`]: the refusal type.
-//! - [`container_path`]: lexical normalisation of container paths.
-//! - [`hostpath`]: lexical normalisation and canonicalisation of host paths.
-//! - [`blocked`]: the blocked host-path table and the [`HostContext`] it is built from.
-//! - [`source`]: the rules every host mount source obeys (binds and managed workspaces).
-//! - [`binds`]: `docker.binds` parsing, target and allowed-root rules.
-//! - [`settings`]: network, seccomp/AppArmor, capDrop, env names, tmpfs.
+//! - `code.rs`: the refusal type.
+//! - `container_path.rs`: lexical normalisation of container paths.
+//! - `hostpath.rs`: lexical normalisation and canonicalisation of host paths.
+//! - `blocked.rs`: the blocked host-path table and the [`HostContext`] it is built from.
+//! - `source.rs`: the rules every host mount source obeys (binds and managed workspaces).
+//! - `binds.rs`: `docker.binds` parsing, target and allowed-root rules.
+//! - `settings.rs`: network, seccomp/AppArmor, capDrop, env names, tmpfs.
 
-pub mod binds;
-pub mod blocked;
-pub mod code;
-pub mod container_path;
-pub mod hostpath;
-pub mod settings;
-pub mod source;
+mod binds;
+mod blocked;
+mod code;
+mod container_path;
+mod hostpath;
+mod settings;
+mod source;
 
 pub use binds::{BindPolicy, SYSTEM_TARGETS, ValidatedBind, validate_bind, validate_binds};
-pub use blocked::HostContext;
+pub use blocked::{BLOCKED_HOME_ENTRIES, BLOCKED_SYSTEM_PATHS, HostContext};
 pub use code::{Refusal, RefusalCode};
-pub use container_path::normalize_container_path;
+pub use container_path::{MAX_COMPONENTS, MAX_PATH_BYTES, normalize_container_path};
 pub use hostpath::{canonicalize_through_ancestor, lexical_normalize};
 pub use settings::{
     parse_tmpfs, validate_cap_drop, validate_env_name, validate_network, validate_security_profile,
 };
 pub use source::check_managed_source;
+
+#[cfg(test)]
+mod messages_tests;

@@ -131,7 +131,7 @@ pub fn validate_env_name(name: &str) -> Result<(), Refusal> {
     ))
 }
 
-/// Parse a tmpfs entry "TARGET[:opts]"; returns (normalised target, options) where options ALWAYS include nosuid,nodev and a size= cap (default_size_bytes if absent). Refuse "suid", "dev", non-absolute targets.
+/// Parse a tmpfs entry `"TARGET[:opts]"`; returns (normalised target, options) where options ALWAYS include nosuid,nodev and a size= cap (default_size_bytes if absent). Refuse "suid", "dev", non-absolute targets.
 ///
 /// Options are checked against an allow-list; `size=0` and `nr_inodes=0` (which mean
 /// "unlimited" to the kernel) are refused, as is a zero `default_size_bytes`. `exec` is

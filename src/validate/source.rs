@@ -130,7 +130,7 @@ fn check_absolute(source: &Path, use_: SourceUse<'_>) -> Result<(), Refusal> {
     let subject = use_.subject();
     let shown = quote_path(source);
     let problem = if bytes.is_empty() {
-        "has an empty host source".to_string()
+        "host source is empty".to_string()
     } else if bytes.contains(&0) || bytes.contains(&b'\n') {
         format!("host source {shown} contains a NUL or newline character")
     } else if bytes[0] == b'~' {
@@ -153,7 +153,7 @@ fn check_absolute(source: &Path, use_: SourceUse<'_>) -> Result<(), Refusal> {
     };
     Err(use_.refuse(
         RefusalCode::NonAbsolute,
-        format!("{subject} {problem}; use an absolute host path"),
+        format!("{subject}: {problem}; use an absolute host path"),
         fix,
     ))
 }
