@@ -43,6 +43,7 @@ fi
 # The host's Debian repositories for SUITE (and SUITE-updates, SUITE-security, ...), exactly as
 # apt resolved them: one "deb URI RELEASE COMPONENT" line per repository and component.
 host_debian_sources() {
+    # shellcheck disable=SC2016  # $(...) here are apt's format fields, not shell
     apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(COMPONENT)' \
         'Identifier: Packages' 'Origin: Debian' 2>/dev/null |
         awk -v s="$SUITE" '$2 == s || index($2, s "-") == 1' | sort -u
@@ -87,6 +88,7 @@ log "suite $SUITE, variant $TOOLBOX_VARIANT, ${#pkgs[@]} packages, ${#mirrors[@]
 for m in "${mirrors[@]}"; do log "  source: $m"; done
 
 start=$(date +%s)
+# shellcheck disable=SC2016  # "$1" in the hooks is expanded by mmdebstrap's hook shell
 mmdebstrap \
     --mode=root \
     --variant="$TOOLBOX_VARIANT" \
