@@ -27,11 +27,23 @@ pub const TABLE: &[(u8, &str)] = &[
     (OK, "success; for explain, the configuration is valid"),
     (FAILURE, "unexpected internal error"),
     (USAGE, "bad command line, or a malformed session key"),
-    (CONFIG_ERROR, "config file unreadable, not JSON5, unknown key or wrong type"),
-    (CONFIG_PROBLEMS, "configuration parses but its plan has problems (refused bind, network host, ...)"),
+    (
+        CONFIG_ERROR,
+        "config file unreadable, not JSON5, unknown key or wrong type",
+    ),
+    (
+        CONFIG_PROBLEMS,
+        "configuration parses but its plan has problems (refused bind, network host, ...)",
+    ),
     (REFUSED, "a request was refused by the validator"),
-    (ENGINE, "Docker engine unreachable or failed, or image missing"),
+    (
+        ENGINE,
+        "Docker engine unreachable or failed, or image missing",
+    ),
     (DOCTOR_FAILED, "doctor: a check failed"),
     (DECLINED, "a confirmation prompt was declined"),
-    (EXEC_CLAWDEN_ERROR, "exec: clawden failed before or while running the command"),
+    (
+        EXEC_CLAWDEN_ERROR,
+        "exec: clawden failed before or while running the command",
+    ),
 ];

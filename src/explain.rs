@@ -132,7 +132,11 @@ fn tmpfs_size(options: &str) -> Option<u64> {
 }
 
 /// Assemble the explanation from the effective settings and the plan.
-pub fn explain(eff: &EffectiveSandbox, plan: &SandboxPlan, config_files: Vec<String>) -> Explanation {
+pub fn explain(
+    eff: &EffectiveSandbox,
+    plan: &SandboxPlan,
+    config_files: Vec<String>,
+) -> Explanation {
     let c = &plan.container;
     let d = &eff.docker;
     let mut sources = BTreeMap::new();
@@ -159,7 +163,10 @@ pub fn explain(eff: &EffectiveSandbox, plan: &SandboxPlan, config_files: Vec<Str
         } else {
             "set to \"non-main\" or \"all\" to run this session in a container"
         };
-        fix_its.push(FixIt { key: mode_key, hint: hint.into() });
+        fix_its.push(FixIt {
+            key: mode_key,
+            hint: hint.into(),
+        });
     }
     fix_its.push(FixIt {
         key: key_or(&eff.scope.source, "agents.defaults.sandbox.scope"),
@@ -201,7 +208,12 @@ pub fn explain(eff: &EffectiveSandbox, plan: &SandboxPlan, config_files: Vec<Str
         mounts: c
             .mounts
             .iter()
-            .map(|m| MountView { host: m.host.clone(), container: m.container.clone(), access: m.access, source: m.source })
+            .map(|m| MountView {
+                host: m.host.clone(),
+                container: m.container.clone(),
+                access: m.access,
+                source: m.source,
+            })
             .collect(),
         limits: Limits {
             memory: c.memory,
@@ -211,18 +223,43 @@ pub fn explain(eff: &EffectiveSandbox, plan: &SandboxPlan, config_files: Vec<Str
             tmpfs: c
                 .tmpfs
                 .iter()
-                .map(|(p, o)| TmpfsView { path: p.clone(), size_bytes: tmpfs_size(o), options: o.clone() })
+                .map(|(p, o)| TmpfsView {
+                    path: p.clone(),
+                    size_bytes: tmpfs_size(o),
+                    options: o.clone(),
+                })
                 .collect(),
-            ulimits: c.ulimits.iter().map(|u| (u.name.clone(), UlimitView { soft: u.soft, hard: u.hard })).collect(),
+            ulimits: c
+                .ulimits
+                .iter()
+                .map(|u| {
+                    (
+                        u.name.clone(),
+                        UlimitView {
+                            soft: u.soft,
+                            hard: u.hard,
+                        },
+                    )
+                })
+                .collect(),
             call_timeout_seconds: eff.calls.timeout_seconds.value,
             max_output_bytes: eff.calls.max_output_bytes.value.0,
             max_read_bytes: eff.calls.max_read_bytes.value.0,
             max_write_bytes: eff.calls.max_write_bytes.value.0,
         },
-        prune: Prune { idle_hours: eff.prune_idle_hours.value, max_age_days: eff.prune_max_age_days.value },
+        prune: Prune {
+            idle_hours: eff.prune_idle_hours.value,
+            max_age_days: eff.prune_max_age_days.value,
+        },
         tool_policy: ToolPolicy {
-            allow: ToolList { tools: eff.tool_allow.value.clone(), source: src(&eff.tool_allow.source) },
-            deny: ToolList { tools: eff.tool_deny.value.clone(), source: src(&eff.tool_deny.source) },
+            allow: ToolList {
+                tools: eff.tool_allow.value.clone(),
+                source: src(&eff.tool_allow.source),
+            },
+            deny: ToolList {
+                tools: eff.tool_deny.value.clone(),
+                source: src(&eff.tool_deny.source),
+            },
         },
         config_hash: plan.config_hash.clone(),
         problems: plan.problems.clone(),
@@ -249,30 +286,89 @@ pub fn render_human(e: &Explanation) -> String {
     let mut o = String::new();
     let w = &mut o;
     let _ = writeln!(w, "Effective sandbox");
-    let _ = writeln!(w, "  session            {}{}", e.session_key, if e.is_main_session { " (main session)" } else { "" });
+    let _ = writeln!(
+        w,
+        "  session            {}{}",
+        e.session_key,
+        if e.is_main_session {
+            " (main session)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(w, "  agent              {}", e.agent_id);
     let why = match (e.sandboxed, e.mode) {
-        (false, crate::config::Mode::Off) => "mode \"off\": runs on the host, confined to the agent workspace",
-        (false, _) => "main session under mode \"non-main\": runs on the host, confined to the agent workspace",
+        (false, crate::config::Mode::Off) => {
+            "mode \"off\": runs on the host, confined to the agent workspace"
+        }
+        (false, _) => {
+            "main session under mode \"non-main\": runs on the host, confined to the agent workspace"
+        }
         (true, crate::config::Mode::All) => "mode \"all\"",
         (true, _) => "mode \"non-main\" and not the main session",
     };
     let _ = writeln!(w, "  sandboxed          {} ({why})", yes(e.sandboxed));
-    let _ = writeln!(w, "  mode               {}{}", json_str(&e.mode), from(e, "mode"));
-    let _ = writeln!(w, "  scope              {}{}", json_str(&e.scope), from(e, "scope"));
-    let _ = writeln!(w, "  workspace access   {}{}", json_str(&e.workspace_access), from(e, "workspaceAccess"));
+    let _ = writeln!(
+        w,
+        "  mode               {}{}",
+        json_str(&e.mode),
+        from(e, "mode")
+    );
+    let _ = writeln!(
+        w,
+        "  scope              {}{}",
+        json_str(&e.scope),
+        from(e, "scope")
+    );
+    let _ = writeln!(
+        w,
+        "  workspace access   {}{}",
+        json_str(&e.workspace_access),
+        from(e, "workspaceAccess")
+    );
     let _ = writeln!(w, "  scope key          {}", e.scope_key);
-    let _ = writeln!(w, "  container          {}{}", e.container_name, if e.sandboxed { "" } else { " (not used by this session)" });
+    let _ = writeln!(
+        w,
+        "  container          {}{}",
+        e.container_name,
+        if e.sandboxed {
+            ""
+        } else {
+            " (not used by this session)"
+        }
+    );
     let _ = writeln!(w, "  image              {}{}", e.image, from(e, "image"));
-    let _ = writeln!(w, "  workdir            {}{}", e.workdir, from(e, "workdir"));
-    let _ = writeln!(w, "  user               {} ({})", e.user, json_str(&e.user_origin));
-    let _ = writeln!(w, "  agent workspace    {}{}", e.agent_workspace.display(), from(e, "workspace"));
+    let _ = writeln!(
+        w,
+        "  workdir            {}{}",
+        e.workdir,
+        from(e, "workdir")
+    );
+    let _ = writeln!(
+        w,
+        "  user               {} ({})",
+        e.user,
+        json_str(&e.user_origin)
+    );
+    let _ = writeln!(
+        w,
+        "  agent workspace    {}{}",
+        e.agent_workspace.display(),
+        from(e, "workspace")
+    );
     let _ = writeln!(w, "  sandbox workspace  {}", e.sandbox_workspace.display());
     let _ = writeln!(w, "  config hash        {}", e.config_hash);
 
     let _ = writeln!(w, "\nMounts");
     for m in &e.mounts {
-        let _ = writeln!(w, "  {} -> {}  {}  ({})", m.host.display(), m.container, json_str(&m.access), json_str(&m.source));
+        let _ = writeln!(
+            w,
+            "  {} -> {}  {}  ({})",
+            m.host.display(),
+            m.container,
+            json_str(&m.access),
+            json_str(&m.source)
+        );
     }
     for t in &e.limits.tmpfs {
         let _ = writeln!(w, "  tmpfs -> {}  {}", t.path, t.options);
@@ -280,12 +376,32 @@ pub fn render_human(e: &Explanation) -> String {
 
     let l = &e.limits;
     let _ = writeln!(w, "\nLimits and security");
-    let _ = writeln!(w, "  memory             {} (swap {}){}", ByteSize(l.memory), ByteSize(l.memory_swap), from(e, "memory"));
+    let _ = writeln!(
+        w,
+        "  memory             {} (swap {}){}",
+        ByteSize(l.memory),
+        ByteSize(l.memory_swap),
+        from(e, "memory")
+    );
     let _ = writeln!(w, "  cpus               {}{}", l.cpus, from(e, "cpus"));
-    let _ = writeln!(w, "  pids limit         {}{}", l.pids_limit, from(e, "pidsLimit"));
-    let ul: Vec<String> = l.ulimits.iter().map(|(k, v)| format!("{k}={}:{}", v.soft, v.hard)).collect();
+    let _ = writeln!(
+        w,
+        "  pids limit         {}{}",
+        l.pids_limit,
+        from(e, "pidsLimit")
+    );
+    let ul: Vec<String> = l
+        .ulimits
+        .iter()
+        .map(|(k, v)| format!("{k}={}:{}", v.soft, v.hard))
+        .collect();
     let _ = writeln!(w, "  ulimits            {}", ul.join(" "));
-    let _ = writeln!(w, "  network            {}{}", e.network, from(e, "network"));
+    let _ = writeln!(
+        w,
+        "  network            {}{}",
+        e.network,
+        from(e, "network")
+    );
     let _ = writeln!(w, "  read-only root     {}", yes(e.read_only_root));
     let _ = writeln!(w, "  capDrop            {}", e.cap_drop.join(","));
     let _ = writeln!(w, "  security options   {}", e.security_opt.join(" "));
@@ -298,11 +414,25 @@ pub fn render_human(e: &Explanation) -> String {
         ByteSize(l.max_read_bytes),
         ByteSize(l.max_write_bytes)
     );
-    let _ = writeln!(w, "  prune              idle > {}h or age > {}d (0 disables)", e.prune.idle_hours, e.prune.max_age_days);
+    let _ = writeln!(
+        w,
+        "  prune              idle > {}h or age > {}d (0 disables)",
+        e.prune.idle_hours, e.prune.max_age_days
+    );
 
     let _ = writeln!(w, "\nTool policy");
-    let _ = writeln!(w, "  allow  {}  (from {})", e.tool_policy.allow.tools.join(", "), e.tool_policy.allow.source);
-    let _ = writeln!(w, "  deny   {}  (from {})", e.tool_policy.deny.tools.join(", "), e.tool_policy.deny.source);
+    let _ = writeln!(
+        w,
+        "  allow  {}  (from {})",
+        e.tool_policy.allow.tools.join(", "),
+        e.tool_policy.allow.source
+    );
+    let _ = writeln!(
+        w,
+        "  deny   {}  (from {})",
+        e.tool_policy.deny.tools.join(", "),
+        e.tool_policy.deny.source
+    );
 
     let _ = writeln!(w, "\nProblems");
     if e.problems.is_empty() {

@@ -20,17 +20,25 @@ fn fixture(name: &str) -> String {
 }
 
 fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap().replace(FIXTURES, "<fixtures>")
+    String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .replace(FIXTURES, "<fixtures>")
 }
 
 fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
 }
 
 #[test]
 fn main_session_runs_on_host_under_non_main() {
     let o = clawden(&["explain", "--config", &fixture("basic"), "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let j = json(&o);
     assert_eq!(j["sessionKey"], "agent:main:main");
     assert_eq!(j["mainSessionKey"], "agent:main:main");
@@ -40,7 +48,14 @@ fn main_session_runs_on_host_under_non_main() {
 
 #[test]
 fn group_session_is_sandboxed_with_ro_agent_mount() {
-    let o = clawden(&["explain", "--config", &fixture("basic"), "--session", "telegram:group:-100123", "--json"]);
+    let o = clawden(&[
+        "explain",
+        "--config",
+        &fixture("basic"),
+        "--session",
+        "telegram:group:-100123",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let j = json(&o);
     assert_eq!(j["sessionKey"], "agent:main:telegram:group:-100123");
@@ -60,13 +75,31 @@ fn group_session_is_sandboxed_with_ro_agent_mount() {
     assert_eq!(j["limits"]["memorySwap"], 1u64 << 30);
     assert_eq!(j["limits"]["pidsLimit"], 256);
     assert_eq!(j["problems"].as_array().unwrap().len(), 0);
-    insta::assert_snapshot!("basic_group_human", stdout(&clawden(&["explain", "--config", &fixture("basic"), "--session", "telegram:group:-100123"])));
+    insta::assert_snapshot!(
+        "basic_group_human",
+        stdout(&clawden(&[
+            "explain",
+            "--config",
+            &fixture("basic"),
+            "--session",
+            "telegram:group:-100123"
+        ]))
+    );
     insta::assert_json_snapshot!("basic_group_json", j);
 }
 
 #[test]
 fn per_agent_overrides_apply() {
-    let o = clawden(&["explain", "--config", &fixture("agents"), "--agent", "coder", "--session", "pr-42", "--json"]);
+    let o = clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--agent",
+        "coder",
+        "--session",
+        "pr-42",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let j = json(&o);
     assert_eq!(j["sessionKey"], "agent:coder:pr-42");
@@ -78,44 +111,147 @@ fn per_agent_overrides_apply() {
     assert_eq!(j["mounts"][0]["container"], "/workspace");
     assert_eq!(j["limits"]["memory"], 512u64 << 20);
     assert_eq!(j["limits"]["cpus"], 0.5);
-    assert_eq!(j["toolPolicy"]["deny"]["tools"], serde_json::json!(["browser", "exec"]));
-    assert!(j["toolPolicy"]["deny"]["source"].as_str().unwrap().starts_with("agents.list[0].tools.sandbox.tools.deny"));
+    assert_eq!(
+        j["toolPolicy"]["deny"]["tools"],
+        serde_json::json!(["browser", "exec"])
+    );
+    assert!(
+        j["toolPolicy"]["deny"]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("agents.list[0].tools.sandbox.tools.deny")
+    );
     // Even the coder's main session is sandboxed (mode all), while main's is not.
-    let o = clawden(&["explain", "--config", &fixture("agents"), "--session", "agent:coder:main", "--json"]);
+    let o = clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--session",
+        "agent:coder:main",
+        "--json",
+    ]);
     assert_eq!(json(&o)["sandboxed"], true);
-    let o = clawden(&["explain", "--config", &fixture("agents"), "--session", "agent:reviewer:discord:x", "--json"]);
+    let o = clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--session",
+        "agent:reviewer:discord:x",
+        "--json",
+    ]);
     let j = json(&o);
     assert_eq!(j["workspaceAccess"], "ro");
     assert_eq!(j["limits"]["memory"], 2u64 << 30);
-    assert_eq!(j["agentWorkspace"], "/nonexistent-clawden-fixture/state/workspace-reviewer");
-    insta::assert_snapshot!("agents_coder_human", stdout(&clawden(&["explain", "--config", &fixture("agents"), "--agent", "coder", "--session", "pr-42"])));
+    assert_eq!(
+        j["agentWorkspace"],
+        "/nonexistent-clawden-fixture/state/workspace-reviewer"
+    );
+    insta::assert_snapshot!(
+        "agents_coder_human",
+        stdout(&clawden(&[
+            "explain",
+            "--config",
+            &fixture("agents"),
+            "--agent",
+            "coder",
+            "--session",
+            "pr-42"
+        ]))
+    );
 }
 
 #[test]
 fn each_scope_maps_to_its_container() {
-    let session_a = json(&clawden(&["explain", "--config", &fixture("agents"), "--session", "agent:coder:a", "--json"]));
-    let session_b = json(&clawden(&["explain", "--config", &fixture("agents"), "--session", "agent:coder:b", "--json"]));
+    let session_a = json(&clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--session",
+        "agent:coder:a",
+        "--json",
+    ]));
+    let session_b = json(&clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--session",
+        "agent:coder:b",
+        "--json",
+    ]));
     assert_ne!(session_a["containerName"], session_b["containerName"]);
-    let agent_a = json(&clawden(&["explain", "--config", &fixture("agents"), "--session", "x", "--json"]));
-    let agent_b = json(&clawden(&["explain", "--config", &fixture("agents"), "--session", "y", "--json"]));
+    let agent_a = json(&clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--session",
+        "x",
+        "--json",
+    ]));
+    let agent_b = json(&clawden(&[
+        "explain",
+        "--config",
+        &fixture("agents"),
+        "--session",
+        "y",
+        "--json",
+    ]));
     assert_eq!(agent_a["containerName"], agent_b["containerName"]);
-    assert!(agent_a["containerName"].as_str().unwrap().starts_with("clawden-sbx-agent-main-"));
-    let shared = json(&clawden(&["explain", "--config", &fixture("shared"), "--agent", "work", "--session", "x", "--json"]));
+    assert!(
+        agent_a["containerName"]
+            .as_str()
+            .unwrap()
+            .starts_with("clawden-sbx-agent-main-")
+    );
+    let shared = json(&clawden(&[
+        "explain",
+        "--config",
+        &fixture("shared"),
+        "--agent",
+        "work",
+        "--session",
+        "x",
+        "--json",
+    ]));
     assert_eq!(shared["containerName"], "clawden-sbx-shared");
     assert_eq!(shared["scopeKey"], "shared");
-    assert_eq!(shared["sandboxWorkspace"], "/nonexistent-clawden-fixture/sandboxes");
+    assert_eq!(
+        shared["sandboxWorkspace"],
+        "/nonexistent-clawden-fixture/sandboxes"
+    );
 }
 
 #[test]
 fn shared_scope_says_what_it_ignores() {
-    let o = clawden(&["explain", "--config", &fixture("shared"), "--agent", "work", "--json"]);
+    let o = clawden(&[
+        "explain",
+        "--config",
+        &fixture("shared"),
+        "--agent",
+        "work",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0));
     let j = json(&o);
-    assert_eq!(j["limits"]["memory"], 1u64 << 30, "agent docker.memory must be ignored under shared");
+    assert_eq!(
+        j["limits"]["memory"],
+        1u64 << 30,
+        "agent docker.memory must be ignored under shared"
+    );
     assert_eq!(j["prune"]["idleHours"], 24);
     let warnings = j["warnings"].as_array().unwrap();
-    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("agents.list[0].sandbox.docker")), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("agents.list[0].sandbox.prune")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("agents.list[0].sandbox.docker")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("agents.list[0].sandbox.prune")),
+        "{warnings:?}"
+    );
 }
 
 #[test]
@@ -123,7 +259,12 @@ fn hostile_config_lists_every_problem_and_exits_4() {
     let o = clawden(&["explain", "--config", &fixture("hostile"), "--json"]);
     assert_eq!(o.status.code(), Some(4));
     let j = json(&o);
-    let codes: Vec<&str> = j["problems"].as_array().unwrap().iter().map(|p| p["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = j["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
     for want in [
         "network_host",
         "unconfined_profile",
@@ -142,7 +283,10 @@ fn hostile_config_lists_every_problem_and_exits_4() {
         assert!(!p["fix"].as_str().unwrap().is_empty());
     }
     let human = stdout(&clawden(&["explain", "--config", &fixture("hostile")]));
-    assert!(human.contains(r#"bind mount "/var:/mnt/var:ro" covers blocked path "/var/run""#), "{human}");
+    assert!(
+        human.contains(r#"bind mount "/var:/mnt/var:ro" covers blocked path "/var/run""#),
+        "{human}"
+    );
 }
 
 #[test]
@@ -150,7 +294,10 @@ fn unknown_key_exits_3_naming_the_path() {
     let o = clawden(&["explain", "--config", &fixture("typo")]);
     assert_eq!(o.status.code(), Some(3));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("agents.defaults.sandbox.docker.memroy: unknown key"), "{err}");
+    assert!(
+        err.contains("agents.defaults.sandbox.docker.memroy: unknown key"),
+        "{err}"
+    );
     let o = clawden(&["explain", "--config", &fixture("typo"), "--json"]);
     assert_eq!(o.status.code(), Some(3));
     assert_eq!(json(&o)["error"]["code"], "config_error");
@@ -158,10 +305,19 @@ fn unknown_key_exits_3_naming_the_path() {
 
 #[test]
 fn missing_config_file_is_an_error_but_no_config_is_defaults() {
-    let o = clawden(&["explain", "--config", "/nonexistent-clawden-fixture/nope.json5"]);
+    let o = clawden(&[
+        "explain",
+        "--config",
+        "/nonexistent-clawden-fixture/nope.json5",
+    ]);
     assert_eq!(o.status.code(), Some(3));
     let o = clawden(&["explain", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let j = json(&o);
     assert_eq!(j["mode"], "off");
     assert_eq!(j["sandboxed"], false);
@@ -170,15 +326,37 @@ fn missing_config_file_is_an_error_but_no_config_is_defaults() {
 
 #[test]
 fn profiles_layer_under_the_config() {
-    let o = clawden(&["explain", "--profile", "strict", "--config", &fixture("basic"), "--session", "g", "--json"]);
+    let o = clawden(&[
+        "explain",
+        "--profile",
+        "strict",
+        "--config",
+        &fixture("basic"),
+        "--session",
+        "g",
+        "--json",
+    ]);
     let j = json(&o);
-    assert_eq!(j["mode"], "non-main", "the user's file wins over the profile");
-    assert_eq!(j["scope"], "session", "the profile fills what the file leaves unset");
+    assert_eq!(
+        j["mode"], "non-main",
+        "the user's file wins over the profile"
+    );
+    assert_eq!(
+        j["scope"], "session",
+        "the profile fills what the file leaves unset"
+    );
     assert_eq!(j["limits"]["memory"], 512u64 << 20);
     assert_eq!(j["configFiles"][0], "profile strict");
     let o = clawden(&["explain", "--profile", "ci", "--session", "job-1", "--json"]);
     let j = json(&o);
-    assert_eq!((j["mode"].as_str(), j["scope"].as_str(), j["workspaceAccess"].as_str()), (Some("all"), Some("session"), Some("rw")));
+    assert_eq!(
+        (
+            j["mode"].as_str(),
+            j["scope"].as_str(),
+            j["workspaceAccess"].as_str()
+        ),
+        (Some("all"), Some("session"), Some("rw"))
+    );
     let o = clawden(&["explain", "--profile", "nope"]);
     assert_eq!(o.status.code(), Some(3));
     // The default profile is the defaults written out: same plan as no profile at all.

@@ -35,7 +35,12 @@ pub fn run(g: &GlobalArgs, a: ExplainArgs) -> ExitCode {
     let (eff, plan) = match decided {
         Ok(x) => x,
         Err(e) => {
-            report_error(a.json, e.code(), &e.to_string(), "give --session as agent:<agentId>:<name> or a short name");
+            report_error(
+                a.json,
+                e.code(),
+                &e.to_string(),
+                "give --session as agent:<agentId>:<name> or a short name",
+            );
             return ExitCode::from(exit_codes::USAGE);
         }
     };
@@ -45,5 +50,9 @@ pub fn run(g: &GlobalArgs, a: ExplainArgs) -> ExitCode {
     } else {
         out(&crate::explain::render_human(&ex));
     }
-    if plan.is_valid() { ExitCode::SUCCESS } else { ExitCode::from(exit_codes::CONFIG_PROBLEMS) }
+    if plan.is_valid() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit_codes::CONFIG_PROBLEMS)
+    }
 }

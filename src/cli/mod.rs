@@ -64,14 +64,20 @@ impl Context {
     }
 
     pub fn config_files(&self) -> Vec<String> {
-        self.config.layers.iter().map(|l| l.origin.clone()).collect()
+        self.config
+            .layers
+            .iter()
+            .map(|l| l.origin.clone())
+            .collect()
     }
 }
 
 /// Print to stdout; a closed pipe (`clawden list | head`) is not an error.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
 }
 
 /// Print one JSON document on stdout.
@@ -108,7 +114,11 @@ pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit_codes::USAGE } else { exit_codes::OK };
+            let code = if e.use_stderr() {
+                exit_codes::USAGE
+            } else {
+                exit_codes::OK
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
@@ -122,5 +132,8 @@ pub fn run() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CLAWDEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

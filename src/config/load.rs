@@ -25,7 +25,9 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
-    #[error("unknown profile {name:?} (built-in profiles: {available}; or give a path to a .json5 file)")]
+    #[error(
+        "unknown profile {name:?} (built-in profiles: {available}; or give a path to a .json5 file)"
+    )]
     UnknownProfile { name: String, available: String },
 }
 
@@ -237,13 +239,17 @@ mod tests {
     use super::*;
 
     fn key_of(text: &str) -> String {
-        parse_config(text, "t").unwrap_err().key().unwrap().to_string()
+        parse_config(text, "t")
+            .unwrap_err()
+            .key()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
     fn unknown_sandbox_key_names_full_path() {
-        let e = parse_config("{agents:{defaults:{sandbox:{docker:{memroy:'1g'}}}}}", "t")
-            .unwrap_err();
+        let e =
+            parse_config("{agents:{defaults:{sandbox:{docker:{memroy:'1g'}}}}}", "t").unwrap_err();
         assert_eq!(e.key(), Some("agents.defaults.sandbox.docker.memroy"));
         assert!(e.to_string().contains("unknown key"), "{e}");
     }
@@ -361,7 +367,11 @@ mod tests {
         let loaded = load(None, None, &env).unwrap();
         assert!(loaded.layers.is_empty());
         assert!(matches!(
-            load(Some(Path::new("/nonexistent-clawden-test/x.json5")), None, &env),
+            load(
+                Some(Path::new("/nonexistent-clawden-test/x.json5")),
+                None,
+                &env
+            ),
             Err(ConfigError::Read { .. })
         ));
     }

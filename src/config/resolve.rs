@@ -137,7 +137,12 @@ struct Candidate<'a> {
     section: &'a SandboxSection,
 }
 
-fn pick<T>(cands: &[Candidate<'_>], key: &str, get: impl Fn(&SandboxSection) -> Option<T>, default: T) -> Sourced<T> {
+fn pick<T>(
+    cands: &[Candidate<'_>],
+    key: &str,
+    get: impl Fn(&SandboxSection) -> Option<T>,
+    default: T,
+) -> Sourced<T> {
     for c in cands {
         if let Some(v) = get(c.section) {
             return Sourced {
@@ -242,12 +247,24 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
                 }
                 let prefix = format!("agents.entries.{k}");
                 if let Some(s) = &e.sandbox {
-                    agent_cands.push(Candidate { prefix: format!("{prefix}.sandbox"), origin, section: s });
+                    agent_cands.push(Candidate {
+                        prefix: format!("{prefix}.sandbox"),
+                        origin,
+                        section: s,
+                    });
                 }
                 if let (None, Some(w)) = (&agent_workspace, &e.workspace) {
-                    agent_workspace = Some(Sourced { value: env.expand_tilde(w), source: src(format!("{prefix}.workspace")) });
+                    agent_workspace = Some(Sourced {
+                        value: env.expand_tilde(w),
+                        source: src(format!("{prefix}.workspace")),
+                    });
                 }
-                if let Some(t) = e.tools.as_ref().and_then(|t| t.sandbox.as_ref()).and_then(|t| t.tools.as_ref()) {
+                if let Some(t) = e
+                    .tools
+                    .as_ref()
+                    .and_then(|t| t.sandbox.as_ref())
+                    .and_then(|t| t.tools.as_ref())
+                {
                     agent_tools.push((format!("{prefix}.tools.sandbox.tools"), origin, t));
                 }
             }
@@ -257,29 +274,62 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
                 }
                 let prefix = format!("agents.list[{i}]");
                 if let Some(s) = &e.sandbox {
-                    agent_cands.push(Candidate { prefix: format!("{prefix}.sandbox"), origin, section: s });
+                    agent_cands.push(Candidate {
+                        prefix: format!("{prefix}.sandbox"),
+                        origin,
+                        section: s,
+                    });
                 }
                 if let (None, Some(w)) = (&agent_workspace, &e.workspace) {
-                    agent_workspace = Some(Sourced { value: env.expand_tilde(w), source: src(format!("{prefix}.workspace")) });
+                    agent_workspace = Some(Sourced {
+                        value: env.expand_tilde(w),
+                        source: src(format!("{prefix}.workspace")),
+                    });
                 }
-                if let Some(t) = e.tools.as_ref().and_then(|t| t.sandbox.as_ref()).and_then(|t| t.tools.as_ref()) {
+                if let Some(t) = e
+                    .tools
+                    .as_ref()
+                    .and_then(|t| t.sandbox.as_ref())
+                    .and_then(|t| t.tools.as_ref())
+                {
                     agent_tools.push((format!("{prefix}.tools.sandbox.tools"), origin, t));
                 }
             }
             if let Some(d) = &agents.defaults {
                 if let Some(s) = &d.sandbox {
-                    global_cands.push(Candidate { prefix: "agents.defaults.sandbox".into(), origin, section: s });
+                    global_cands.push(Candidate {
+                        prefix: "agents.defaults.sandbox".into(),
+                        origin,
+                        section: s,
+                    });
                 }
                 if let (None, Some(w)) = (&default_workspace, &d.workspace) {
-                    default_workspace = Some(Sourced { value: env.expand_tilde(w), source: src("agents.defaults.workspace".into()) });
+                    default_workspace = Some(Sourced {
+                        value: env.expand_tilde(w),
+                        source: src("agents.defaults.workspace".into()),
+                    });
                 }
             }
         }
-        if let Some(t) = layer.file.tools.as_ref().and_then(|t| t.sandbox.as_ref()).and_then(|t| t.tools.as_ref()) {
+        if let Some(t) = layer
+            .file
+            .tools
+            .as_ref()
+            .and_then(|t| t.sandbox.as_ref())
+            .and_then(|t| t.tools.as_ref())
+        {
             global_tools.push(("tools.sandbox.tools".into(), origin, t));
         }
     }
-    let all: Vec<Candidate<'_>> = agent_cands.iter().chain(global_cands.iter()).map(|c| Candidate { prefix: c.prefix.clone(), origin: c.origin, section: c.section }).collect();
+    let all: Vec<Candidate<'_>> = agent_cands
+        .iter()
+        .chain(global_cands.iter())
+        .map(|c| Candidate {
+            prefix: c.prefix.clone(),
+            origin: c.origin,
+            section: c.section,
+        })
+        .collect();
 
     let scope = pick(&all, "scope", |s| s.scope, Scope::Agent);
     let mut ignored = Vec::new();
@@ -287,25 +337,54 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
     let docker_cands: Vec<Candidate<'_>> = if scope.value == Scope::Shared {
         for c in &agent_cands {
             if c.section.docker.is_some() {
-                ignored.push(format!("{}.docker (scope \"shared\" uses only agents.defaults.sandbox.docker)", c.prefix));
+                ignored.push(format!(
+                    "{}.docker (scope \"shared\" uses only agents.defaults.sandbox.docker)",
+                    c.prefix
+                ));
             }
             if c.section.prune.is_some() {
-                ignored.push(format!("{}.prune (scope \"shared\" uses only agents.defaults.sandbox.prune)", c.prefix));
+                ignored.push(format!(
+                    "{}.prune (scope \"shared\" uses only agents.defaults.sandbox.prune)",
+                    c.prefix
+                ));
             }
         }
-        global_cands.iter().map(|c| Candidate { prefix: c.prefix.clone(), origin: c.origin, section: c.section }).collect()
+        global_cands
+            .iter()
+            .map(|c| Candidate {
+                prefix: c.prefix.clone(),
+                origin: c.origin,
+                section: c.section,
+            })
+            .collect()
     } else {
-        all.iter().map(|c| Candidate { prefix: c.prefix.clone(), origin: c.origin, section: c.section }).collect()
+        all.iter()
+            .map(|c| Candidate {
+                prefix: c.prefix.clone(),
+                origin: c.origin,
+                section: c.section,
+            })
+            .collect()
     };
 
     macro_rules! d {
         ($key:literal, $field:ident, $default:expr) => {
-            pick(&docker_cands, concat!("docker.", $key), |s| docker_of(s).and_then(|d| d.$field.clone()), $default)
+            pick(
+                &docker_cands,
+                concat!("docker.", $key),
+                |s| docker_of(s).and_then(|d| d.$field.clone()),
+                $default,
+            )
         };
     }
     macro_rules! dopt {
         ($key:literal, $field:ident) => {
-            pick(&docker_cands, concat!("docker.", $key), |s| docker_of(s).and_then(|d| d.$field.clone()).map(Some), None)
+            pick(
+                &docker_cands,
+                concat!("docker.", $key),
+                |s| docker_of(s).and_then(|d| d.$field.clone()).map(Some),
+                None,
+            )
         };
     }
 
@@ -321,19 +400,54 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
     ulimits.insert("core".into(), Sourced::default((0, 0)));
     let mut binds = Vec::new();
     for c in docker_cands.iter().rev() {
-        let Some(d) = docker_of(c.section) else { continue };
-        let src = |k: &str| Source::Key { key: format!("{}.docker.{k}", c.prefix), origin: c.origin.to_string() };
+        let Some(d) = docker_of(c.section) else {
+            continue;
+        };
+        let src = |k: &str| Source::Key {
+            key: format!("{}.docker.{k}", c.prefix),
+            origin: c.origin.to_string(),
+        };
         for (k, v) in d.env.iter().flatten() {
-            env_map.insert(k.clone(), Sourced { value: v.clone(), source: src(&format!("env.{k}")) });
+            env_map.insert(
+                k.clone(),
+                Sourced {
+                    value: v.clone(),
+                    source: src(&format!("env.{k}")),
+                },
+            );
         }
         for (k, v) in d.ulimits.iter().flatten() {
-            ulimits.insert(k.clone(), Sourced { value: v.soft_hard(), source: src(&format!("ulimits.{k}")) });
+            ulimits.insert(
+                k.clone(),
+                Sourced {
+                    value: v.soft_hard(),
+                    source: src(&format!("ulimits.{k}")),
+                },
+            );
         }
     }
     // Binds concatenate: global then agent, each lowest layer first.
-    for c in global_cands.iter().rev().chain(if scope.value == Scope::Shared { [].iter() } else { agent_cands.iter() }.rev()) {
-        for (i, b) in docker_of(c.section).and_then(|d| d.binds.as_ref()).into_iter().flatten().enumerate() {
-            binds.push(Sourced { value: b.clone(), source: Source::Key { key: format!("{}.docker.binds[{i}]", c.prefix), origin: c.origin.to_string() } });
+    for c in global_cands.iter().rev().chain(
+        if scope.value == Scope::Shared {
+            [].iter()
+        } else {
+            agent_cands.iter()
+        }
+        .rev(),
+    ) {
+        for (i, b) in docker_of(c.section)
+            .and_then(|d| d.binds.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            binds.push(Sourced {
+                value: b.clone(),
+                source: Source::Key {
+                    key: format!("{}.docker.binds[{i}]", c.prefix),
+                    origin: c.origin.to_string(),
+                },
+            });
         }
     }
 
@@ -342,7 +456,15 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         container_prefix: d!("containerPrefix", container_prefix, DEFAULT_PREFIX.into()),
         workdir: d!("workdir", workdir, DEFAULT_WORKDIR.into()),
         read_only_root: d!("readOnlyRoot", read_only_root, true),
-        tmpfs: d!("tmpfs", tmpfs, vec!["/tmp:size=64m".into(), "/var/tmp:size=64m".into(), "/run:size=16m".into()]),
+        tmpfs: d!(
+            "tmpfs",
+            tmpfs,
+            vec![
+                "/tmp:size=64m".into(),
+                "/var/tmp:size=64m".into(),
+                "/run:size=16m".into()
+            ]
+        ),
         network: d!("network", network, "none".into()),
         user: dopt!("user", user),
         cap_drop: d!("capDrop", cap_drop, vec!["ALL".into()]),
@@ -358,19 +480,56 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         dns: d!("dns", dns, vec![]),
         extra_hosts: d!("extraHosts", extra_hosts, vec![]),
         binds,
-        allow_reserved_targets: d!("dangerouslyAllowReservedContainerTargets", dangerously_allow_reserved_container_targets, false),
-        allow_external_sources: d!("dangerouslyAllowExternalBindSources", dangerously_allow_external_bind_sources, false),
-        allow_namespace_join: d!("dangerouslyAllowContainerNamespaceJoin", dangerously_allow_container_namespace_join, false),
+        allow_reserved_targets: d!(
+            "dangerouslyAllowReservedContainerTargets",
+            dangerously_allow_reserved_container_targets,
+            false
+        ),
+        allow_external_sources: d!(
+            "dangerouslyAllowExternalBindSources",
+            dangerously_allow_external_bind_sources,
+            false
+        ),
+        allow_namespace_join: d!(
+            "dangerouslyAllowContainerNamespaceJoin",
+            dangerously_allow_container_namespace_join,
+            false
+        ),
     };
 
     let calls = EffectiveCalls {
-        timeout_seconds: pick(&all, "calls.timeoutSeconds", |s| s.calls.as_ref().and_then(|c| c.timeout_seconds), 300),
-        max_output_bytes: pick(&all, "calls.maxOutputBytes", |s| s.calls.as_ref().and_then(|c| c.max_output_bytes), ByteSize(1 << 20)),
-        max_read_bytes: pick(&all, "calls.maxReadBytes", |s| s.calls.as_ref().and_then(|c| c.max_read_bytes), ByteSize(16 << 20)),
-        max_write_bytes: pick(&all, "calls.maxWriteBytes", |s| s.calls.as_ref().and_then(|c| c.max_write_bytes), ByteSize(64 << 20)),
+        timeout_seconds: pick(
+            &all,
+            "calls.timeoutSeconds",
+            |s| s.calls.as_ref().and_then(|c| c.timeout_seconds),
+            300,
+        ),
+        max_output_bytes: pick(
+            &all,
+            "calls.maxOutputBytes",
+            |s| s.calls.as_ref().and_then(|c| c.max_output_bytes),
+            ByteSize(1 << 20),
+        ),
+        max_read_bytes: pick(
+            &all,
+            "calls.maxReadBytes",
+            |s| s.calls.as_ref().and_then(|c| c.max_read_bytes),
+            ByteSize(16 << 20),
+        ),
+        max_write_bytes: pick(
+            &all,
+            "calls.maxWriteBytes",
+            |s| s.calls.as_ref().and_then(|c| c.max_write_bytes),
+            ByteSize(64 << 20),
+        ),
     };
 
-    let workspace_root = pick(&all, "workspaceRoot", |s| s.workspace_root.as_deref().map(|w| env.expand_tilde(w)), state_dir.join("sandboxes"));
+    let workspace_root = pick(
+        &all,
+        "workspaceRoot",
+        |s| s.workspace_root.as_deref().map(|w| env.expand_tilde(w)),
+        state_dir.join("sandboxes"),
+    );
     // Agent workspace (OC): the agent's own, else for the default agent agents.defaults.workspace,
     // else a per-agent directory in the state dir (non-default agents never share the default's).
     let agent_workspace = agent_workspace.unwrap_or_else(|| {
@@ -381,12 +540,24 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         }
     });
 
-    let tool_pick = |cands: &[(String, &str, &ToolPolicySection)], f: fn(&ToolPolicySection) -> Option<&Vec<String>>, name: &str| {
-        cands.iter().find_map(|(p, o, t)| f(t).map(|v| Sourced { value: v.clone(), source: Source::Key { key: format!("{p}.{name}"), origin: o.to_string() } }))
+    let tool_pick = |cands: &[(String, &str, &ToolPolicySection)],
+                     f: fn(&ToolPolicySection) -> Option<&Vec<String>>,
+                     name: &str| {
+        cands.iter().find_map(|(p, o, t)| {
+            f(t).map(|v| Sourced {
+                value: v.clone(),
+                source: Source::Key {
+                    key: format!("{p}.{name}"),
+                    origin: o.to_string(),
+                },
+            })
+        })
     };
     let mut tool_allow = tool_pick(&agent_tools, |t| t.allow.as_ref(), "allow")
         .or_else(|| tool_pick(&global_tools, |t| t.allow.as_ref(), "allow"))
-        .unwrap_or_else(|| Sourced::default(DEFAULT_TOOL_ALLOW.iter().map(|s| s.to_string()).collect()));
+        .unwrap_or_else(|| {
+            Sourced::default(DEFAULT_TOOL_ALLOW.iter().map(|s| s.to_string()).collect())
+        });
     for (_, _, t) in agent_tools.iter().chain(global_tools.iter()) {
         for extra in t.also_allow.iter().flatten() {
             if !tool_allow.value.contains(extra) {
@@ -396,19 +567,36 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
     }
     let tool_deny = tool_pick(&agent_tools, |t| t.deny.as_ref(), "deny")
         .or_else(|| tool_pick(&global_tools, |t| t.deny.as_ref(), "deny"))
-        .unwrap_or_else(|| Sourced::default(DEFAULT_TOOL_DENY.iter().map(|s| s.to_string()).collect()));
+        .unwrap_or_else(|| {
+            Sourced::default(DEFAULT_TOOL_DENY.iter().map(|s| s.to_string()).collect())
+        });
 
     let (main_key, session_scope) = session_settings(cfg);
     EffectiveSandbox {
         agent_id: agent_id.to_string(),
         mode: pick(&all, "mode", |s| s.mode, Mode::Off),
-        workspace_access: pick(&all, "workspaceAccess", |s| s.workspace_access, WorkspaceAccess::None),
+        workspace_access: pick(
+            &all,
+            "workspaceAccess",
+            |s| s.workspace_access,
+            WorkspaceAccess::None,
+        ),
         scope,
         workspace_root,
         agent_workspace,
         docker,
-        prune_idle_hours: pick(&docker_cands, "prune.idleHours", |s| s.prune.as_ref().and_then(|p| p.idle_hours), 24),
-        prune_max_age_days: pick(&docker_cands, "prune.maxAgeDays", |s| s.prune.as_ref().and_then(|p| p.max_age_days), 7),
+        prune_idle_hours: pick(
+            &docker_cands,
+            "prune.idleHours",
+            |s| s.prune.as_ref().and_then(|p| p.idle_hours),
+            24,
+        ),
+        prune_max_age_days: pick(
+            &docker_cands,
+            "prune.maxAgeDays",
+            |s| s.prune.as_ref().and_then(|p| p.max_age_days),
+            7,
+        ),
         calls,
         tool_allow,
         tool_deny,

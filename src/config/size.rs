@@ -17,7 +17,9 @@ impl ByteSize {
         let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(digits_end);
         if num.is_empty() {
-            return Err(format!("size {s:?} must start with a number, e.g. \"256m\""));
+            return Err(format!(
+                "size {s:?} must start with a number, e.g. \"256m\""
+            ));
         }
         let n: u64 = num
             .parse()
@@ -44,7 +46,7 @@ impl ByteSize {
         let units = [(40, "t"), (30, "g"), (20, "m"), (10, "k")];
         for (shift, u) in units {
             let unit = 1u64 << shift;
-            if self.0 >= unit && self.0 % unit == 0 {
+            if self.0 >= unit && self.0.is_multiple_of(unit) {
                 return format!("{}{u}", self.0 / unit);
             }
         }
@@ -84,7 +86,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 if v >= 0.0 && v.fract() == 0.0 && v < u64::MAX as f64 {
                     Ok(ByteSize(v as u64))
                 } else {
-                    Err(E::custom(format!("size must be a whole number of bytes, got {v}")))
+                    Err(E::custom(format!(
+                        "size must be a whole number of bytes, got {v}"
+                    )))
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
@@ -192,7 +196,15 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_refused() {
-        for s in ["", "m", "-1m", "1.5g", "1x", "99999999999999999999", "16777216t"] {
+        for s in [
+            "",
+            "m",
+            "-1m",
+            "1.5g",
+            "1x",
+            "99999999999999999999",
+            "16777216t",
+        ] {
             assert!(ByteSize::parse(s).is_err(), "{s} should be refused");
         }
     }

@@ -7,14 +7,21 @@ use super::size::ByteSize;
 use std::path::PathBuf;
 
 fn env() -> Env {
-    Env { clawden_home: Some("/state".into()), home: Some("/home/u".into()), ..Default::default() }
+    Env {
+        clawden_home: Some("/state".into()),
+        home: Some("/home/u".into()),
+        ..Default::default()
+    }
 }
 
 fn cfg(layers: &[(&str, &str)]) -> LoadedConfig {
     LoadedConfig {
         layers: layers
             .iter()
-            .map(|(origin, text)| ConfigLayer { origin: origin.to_string(), file: parse_config(text, origin).unwrap() })
+            .map(|(origin, text)| ConfigLayer {
+                origin: origin.to_string(),
+                file: parse_config(text, origin).unwrap(),
+            })
             .collect(),
         ..Default::default()
     }
@@ -52,8 +59,15 @@ fn defaults_when_nothing_is_configured() {
     assert_eq!(d.ulimits["nofile"].value, (1024, 4096));
     assert_eq!(d.tmpfs.value.len(), 3);
     assert!(d.binds.is_empty());
-    assert!(!d.allow_external_sources.value && !d.allow_reserved_targets.value && !d.allow_namespace_join.value);
-    assert_eq!((e.prune_idle_hours.value, e.prune_max_age_days.value), (24, 7));
+    assert!(
+        !d.allow_external_sources.value
+            && !d.allow_reserved_targets.value
+            && !d.allow_namespace_join.value
+    );
+    assert_eq!(
+        (e.prune_idle_hours.value, e.prune_max_age_days.value),
+        (24, 7)
+    );
     assert!(e.tool_allow.value.contains(&"exec".to_string()));
     assert!(e.tool_deny.value.contains(&"browser".to_string()));
     assert!(e.tool_allow.source.is_default());
@@ -107,7 +121,10 @@ fn binds_concatenate_global_then_agent() {
     let e = resolve(&cfg(&[("f", text)]), "work", &env());
     let binds: Vec<&str> = e.docker.binds.iter().map(|b| b.value.as_str()).collect();
     assert_eq!(binds, ["/a:/a", "/b:/b:ro", "/c:/c"]);
-    assert_eq!(key(&e.docker.binds[2].source), "agents.list[0].sandbox.docker.binds[0]");
+    assert_eq!(
+        key(&e.docker.binds[2].source),
+        "agents.list[0].sandbox.docker.binds[0]"
+    );
 }
 
 #[test]
@@ -116,8 +133,16 @@ fn env_and_ulimits_merge_per_key_agent_wins() {
         defaults: { sandbox: { docker: { env: { A: "g", B: "g" }, ulimits: { nofile: 100, nproc: { soft: 10, hard: 20 } } } } },
         list: [ { id: "work", sandbox: { docker: { env: { B: "a", C: "a" }, ulimits: { nofile: { soft: 5, hard: 6 } } } } } ] } }"#;
     let e = resolve(&cfg(&[("f", text)]), "work", &env());
-    let env: Vec<(&str, &str)> = e.docker.env.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
-    assert_eq!(env, [("A", "g"), ("B", "a"), ("C", "a"), ("LANG", "C.UTF-8")]);
+    let env: Vec<(&str, &str)> = e
+        .docker
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(
+        env,
+        [("A", "g"), ("B", "a"), ("C", "a"), ("LANG", "C.UTF-8")]
+    );
     assert_eq!(e.docker.ulimits["nofile"].value, (5, 6));
     assert_eq!(e.docker.ulimits["nproc"].value, (10, 20));
     assert_eq!(e.docker.ulimits["core"].value, (0, 0));
@@ -129,7 +154,11 @@ fn shared_scope_ignores_agent_docker_and_prune() {
         defaults: { sandbox: { scope: "shared", docker: { memory: "2g", binds: ["/g:/g"] }, prune: { idleHours: 5 } } },
         list: [ { id: "work", sandbox: { mode: "all", docker: { memory: "512m", binds: ["/a:/a"] }, prune: { idleHours: 1 } } } ] } }"#;
     let e = resolve(&cfg(&[("f", text)]), "work", &env());
-    assert_eq!(e.mode.value, Mode::All, "non-docker agent overrides still apply");
+    assert_eq!(
+        e.mode.value,
+        Mode::All,
+        "non-docker agent overrides still apply"
+    );
     assert_eq!(e.docker.memory.value, ByteSize(2 << 30));
     assert_eq!(e.prune_idle_hours.value, 5);
     let binds: Vec<&str> = e.docker.binds.iter().map(|b| b.value.as_str()).collect();
@@ -160,9 +189,18 @@ fn user_file_overrides_profile_layer() {
 fn workspaces_follow_openclaw() {
     let text = r#"{ agents: { defaults: { workspace: "~/ws" }, list: [ { id: "own", workspace: "/own" }, { id: "other" } ] } }"#;
     let c = cfg(&[("f", text)]);
-    assert_eq!(resolve(&c, "main", &env()).agent_workspace.value, PathBuf::from("/home/u/ws"));
-    assert_eq!(resolve(&c, "own", &env()).agent_workspace.value, PathBuf::from("/own"));
-    assert_eq!(resolve(&c, "other", &env()).agent_workspace.value, PathBuf::from("/state/workspace-other"));
+    assert_eq!(
+        resolve(&c, "main", &env()).agent_workspace.value,
+        PathBuf::from("/home/u/ws")
+    );
+    assert_eq!(
+        resolve(&c, "own", &env()).agent_workspace.value,
+        PathBuf::from("/own")
+    );
+    assert_eq!(
+        resolve(&c, "other", &env()).agent_workspace.value,
+        PathBuf::from("/state/workspace-other")
+    );
 }
 
 #[test]
@@ -174,7 +212,10 @@ fn tool_policy_agent_then_global_then_default_and_also_allow() {
     assert_eq!(w.tool_allow.value, ["exec", "read", "browser"]);
     assert_eq!(key(&w.tool_allow.source), "tools.sandbox.tools.allow");
     assert_eq!(w.tool_deny.value, ["exec"]);
-    assert_eq!(key(&w.tool_deny.source), "agents.list[0].tools.sandbox.tools.deny");
+    assert_eq!(
+        key(&w.tool_deny.source),
+        "agents.list[0].tools.sandbox.tools.deny"
+    );
     let m = resolve(&c, "main", &env());
     assert_eq!(m.tool_deny.value, ["cron"]);
 }
@@ -190,7 +231,15 @@ fn session_settings_are_read() {
 #[test]
 fn agent_id_normalisation() {
     use super::resolve::normalize_agent_id as n;
-    let table = [("main", "main"), ("Work", "work"), ("my agent!", "my-agent"), ("", "main"), ("---", "main"), ("a_b-c", "a_b-c"), ("-x-", "x")];
+    let table = [
+        ("main", "main"),
+        ("Work", "work"),
+        ("my agent!", "my-agent"),
+        ("", "main"),
+        ("---", "main"),
+        ("a_b-c", "a_b-c"),
+        ("-x-", "x"),
+    ];
     for (i, want) in table {
         assert_eq!(n(i), want, "{i:?}");
     }

@@ -71,7 +71,10 @@ mod tests {
     fn hash_is_sha256_of_canonical_document() {
         let input = json!({"k": "v"});
         let doc = format!(r#"{{"epoch":{HASH_EPOCH},"input":{{"k":"v"}}}}"#);
-        assert_eq!(config_hash(&input), hex::encode(Sha256::digest(doc.as_bytes())));
+        assert_eq!(
+            config_hash(&input),
+            hex::encode(Sha256::digest(doc.as_bytes()))
+        );
     }
 
     #[test]

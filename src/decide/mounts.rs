@@ -52,9 +52,19 @@ pub fn managed_mounts(
         source,
     };
     match access {
-        WorkspaceAccess::None => vec![m(sandbox_workspace, workdir, Access::Rw, MountSource::Workspace)],
+        WorkspaceAccess::None => vec![m(
+            sandbox_workspace,
+            workdir,
+            Access::Rw,
+            MountSource::Workspace,
+        )],
         WorkspaceAccess::Ro => vec![
-            m(sandbox_workspace, workdir, Access::Rw, MountSource::Workspace),
+            m(
+                sandbox_workspace,
+                workdir,
+                Access::Rw,
+                MountSource::Workspace,
+            ),
             m(agent_workspace, AGENT_MOUNT, Access::Ro, MountSource::Agent),
         ],
         WorkspaceAccess::Rw => vec![m(agent_workspace, workdir, Access::Rw, MountSource::Agent)],
@@ -62,7 +72,11 @@ pub fn managed_mounts(
 }
 
 /// The host directory that appears at the workdir (its owner decides the default user).
-pub fn workdir_host_dir<'a>(access: WorkspaceAccess, sandbox_workspace: &'a Path, agent_workspace: &'a Path) -> &'a Path {
+pub fn workdir_host_dir<'a>(
+    access: WorkspaceAccess,
+    sandbox_workspace: &'a Path,
+    agent_workspace: &'a Path,
+) -> &'a Path {
     match access {
         WorkspaceAccess::Rw => agent_workspace,
         _ => sandbox_workspace,
@@ -77,13 +91,40 @@ mod tests {
     fn the_access_table() {
         let (s, a) = (Path::new("/state/sandboxes/x"), Path::new("/home/u/ws"));
         let none = managed_mounts(WorkspaceAccess::None, s, a, "/workspace");
-        assert_eq!(none, vec![PlannedMount { host: s.into(), container: "/workspace".into(), access: Access::Rw, source: MountSource::Workspace }]);
+        assert_eq!(
+            none,
+            vec![PlannedMount {
+                host: s.into(),
+                container: "/workspace".into(),
+                access: Access::Rw,
+                source: MountSource::Workspace
+            }]
+        );
         let ro = managed_mounts(WorkspaceAccess::Ro, s, a, "/workspace");
         assert_eq!(ro.len(), 2);
-        assert_eq!((ro[0].host.as_path(), ro[0].container.as_str(), ro[0].access), (s, "/workspace", Access::Rw));
-        assert_eq!((ro[1].host.as_path(), ro[1].container.as_str(), ro[1].access, ro[1].source), (a, "/agent", Access::Ro, MountSource::Agent));
+        assert_eq!(
+            (ro[0].host.as_path(), ro[0].container.as_str(), ro[0].access),
+            (s, "/workspace", Access::Rw)
+        );
+        assert_eq!(
+            (
+                ro[1].host.as_path(),
+                ro[1].container.as_str(),
+                ro[1].access,
+                ro[1].source
+            ),
+            (a, "/agent", Access::Ro, MountSource::Agent)
+        );
         let rw = managed_mounts(WorkspaceAccess::Rw, s, a, "/work");
-        assert_eq!(rw, vec![PlannedMount { host: a.into(), container: "/work".into(), access: Access::Rw, source: MountSource::Agent }]);
+        assert_eq!(
+            rw,
+            vec![PlannedMount {
+                host: a.into(),
+                container: "/work".into(),
+                access: Access::Rw,
+                source: MountSource::Agent
+            }]
+        );
         assert_eq!(workdir_host_dir(WorkspaceAccess::Rw, s, a), a);
         assert_eq!(workdir_host_dir(WorkspaceAccess::Ro, s, a), s);
         assert_eq!(workdir_host_dir(WorkspaceAccess::None, s, a), s);

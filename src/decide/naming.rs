@@ -85,7 +85,11 @@ pub fn sandbox_workspace_dir(root: &Path, scope: Scope, scope_key: &str) -> Path
 pub fn check_prefix(prefix: &str) -> Result<(), String> {
     let mut chars = prefix.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first_ok || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+    if !first_ok
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
         return Err(format!(
             "container prefix {prefix:?} must start with a letter or digit and use only [a-zA-Z0-9_.-]"
         ));
@@ -117,7 +121,13 @@ mod tests {
         let h = short_hash("agent:main");
         assert_eq!(h.len(), 8);
         assert_eq!(slug("agent:main"), format!("agent-main-{h}"));
-        assert_eq!(slug("Agent:Work:Telegram:Group:-100"), format!("agent-work-telegram-group--100-{}", short_hash("Agent:Work:Telegram:Group:-100")));
+        assert_eq!(
+            slug("Agent:Work:Telegram:Group:-100"),
+            format!(
+                "agent-work-telegram-group--100-{}",
+                short_hash("Agent:Work:Telegram:Group:-100")
+            )
+        );
         assert_eq!(slug(":::"), format!("session-{}", short_hash(":::")));
         let long = "agent:main:".to_string() + &"x".repeat(100);
         let s = slug(&long);
@@ -134,8 +144,14 @@ mod tests {
 
     #[test]
     fn container_names() {
-        assert_eq!(container_name("clawden-sbx-", Scope::Shared, "shared"), "clawden-sbx-shared");
-        assert_eq!(container_name("p-", Scope::Agent, "agent:main"), format!("p-{}", slug("agent:main")));
+        assert_eq!(
+            container_name("clawden-sbx-", Scope::Shared, "shared"),
+            "clawden-sbx-shared"
+        );
+        assert_eq!(
+            container_name("p-", Scope::Agent, "agent:main"),
+            format!("p-{}", slug("agent:main"))
+        );
         let long_prefix = "p".repeat(40);
         let key = format!("agent:main:{}", "x".repeat(30));
         let n = container_name(&long_prefix, Scope::Session, &key);
@@ -147,8 +163,14 @@ mod tests {
     #[test]
     fn workspace_dirs() {
         let root = Path::new("/s");
-        assert_eq!(sandbox_workspace_dir(root, Scope::Shared, "shared"), PathBuf::from("/s"));
-        assert_eq!(sandbox_workspace_dir(root, Scope::Agent, "agent:a"), root.join(slug("agent:a")));
+        assert_eq!(
+            sandbox_workspace_dir(root, Scope::Shared, "shared"),
+            PathBuf::from("/s")
+        );
+        assert_eq!(
+            sandbox_workspace_dir(root, Scope::Agent, "agent:a"),
+            root.join(slug("agent:a"))
+        );
     }
 
     #[test]

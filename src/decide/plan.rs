@@ -18,7 +18,8 @@ pub const FALLBACK_USER: (u32, u32) = (1000, 1000);
 
 /// System paths that can never be the workdir.
 const SYSTEM_DIRS: &[&str] = &[
-    "/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot", "/root", "/run", "/var/run",
+    "/", "/proc", "/sys", "/dev", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/boot",
+    "/root", "/run", "/var/run",
 ];
 
 /// Facts about the host the plan depends on (so tests can fake them).
@@ -38,7 +39,10 @@ impl HostProbe for RealHost {
         std::fs::metadata(path).ok().map(|m| (m.uid(), m.gid()))
     }
     fn identity(&self) -> (u32, u32) {
-        (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw())
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
     }
 }
 
@@ -115,8 +119,17 @@ impl SandboxPlan {
     }
 }
 
-fn invalid(value: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Refusal {
-    Refusal { code: RefusalCode::InvalidValue, value: value.into(), message: message.into(), fix: fix.into() }
+fn invalid(
+    value: impl Into<String>,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) -> Refusal {
+    Refusal {
+        code: RefusalCode::InvalidValue,
+        value: value.into(),
+        message: message.into(),
+        fix: fix.into(),
+    }
 }
 
 fn is_root_user(user: &str) -> bool {
@@ -130,7 +143,9 @@ fn valid_user_syntax(user: &str) -> bool {
             && p.len() <= 32
             && (p.chars().all(|c| c.is_ascii_digit())
                 || (p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                    && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')))
+                    && p.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                    })))
     };
     let mut parts = user.split(':');
     let first = parts.next().is_some_and(part_ok);
@@ -139,31 +154,49 @@ fn valid_user_syntax(user: &str) -> bool {
 }
 
 /// Decide everything about `session`'s sandbox under `eff`.
-pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, ctx: &HostContext) -> SandboxPlan {
+pub fn plan(
+    eff: &EffectiveSandbox,
+    session: &SessionRef,
+    host: &dyn HostProbe,
+    ctx: &HostContext,
+) -> SandboxPlan {
     let d = &eff.docker;
     let mut problems: Vec<Refusal> = Vec::new();
-    let mut warnings: Vec<String> = eff.ignored.iter().map(|i| format!("ignored: {i}")).collect();
+    let mut warnings: Vec<String> = eff
+        .ignored
+        .iter()
+        .map(|i| format!("ignored: {i}"))
+        .collect();
 
     let sandboxed = is_sandboxed(eff.mode.value, session);
     let scope = eff.scope.value;
     let access = eff.workspace_access.value;
     let skey = scope_key(scope, &session.key, &session.agent_id);
     if let Err(m) = check_prefix(&d.container_prefix.value) {
-        problems.push(invalid(&d.container_prefix.value, m, format!("shorten or fix {}", d.container_prefix.source)));
+        problems.push(invalid(
+            &d.container_prefix.value,
+            m,
+            format!("shorten or fix {}", d.container_prefix.source),
+        ));
     }
     let name = container_name(&d.container_prefix.value, scope, &skey);
 
     // Host directories, checked like any bind source (a typo must not mount the host's root).
-    let agent_ws = match validate::check_managed_source(&eff.agent_workspace.value, "agent workspace", ctx) {
-        Ok(p) => p,
-        Err(r) => {
-            problems.push(r);
-            eff.agent_workspace.value.clone()
-        }
-    };
+    let agent_ws =
+        match validate::check_managed_source(&eff.agent_workspace.value, "agent workspace", ctx) {
+            Ok(p) => p,
+            Err(r) => {
+                problems.push(r);
+                eff.agent_workspace.value.clone()
+            }
+        };
     let sandbox_root = &eff.workspace_root.value;
     let sandbox_ws_raw = sandbox_workspace_dir(sandbox_root, scope, &skey);
-    let sandbox_ws = match validate::check_managed_source(&sandbox_ws_raw, "sandbox workspace (workspaceRoot)", ctx) {
+    let sandbox_ws = match validate::check_managed_source(
+        &sandbox_ws_raw,
+        "sandbox workspace (workspaceRoot)",
+        ctx,
+    ) {
         Ok(p) => p,
         Err(r) => {
             problems.push(r);
@@ -179,14 +212,19 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
             d.workdir.value.clone()
         }
     };
-    let reserved_workdir = SYSTEM_DIRS.iter().any(|s| workdir == *s || (*s != "/" && workdir.starts_with(&format!("{s}/"))))
+    let reserved_workdir = SYSTEM_DIRS
+        .iter()
+        .any(|s| workdir == *s || (*s != "/" && workdir.starts_with(&format!("{s}/"))))
         || workdir == super::mounts::AGENT_MOUNT;
     if reserved_workdir && !d.allow_reserved_targets.value {
         problems.push(Refusal {
             code: RefusalCode::ReservedTarget,
             value: workdir.clone(),
             message: format!("workdir {workdir:?} is a reserved container path"),
-            fix: format!("set {} to a dedicated directory such as \"/workspace\"", key_of(&d.workdir.source, "agents.defaults.sandbox.docker.workdir")),
+            fix: format!(
+                "set {} to a dedicated directory such as \"/workspace\"",
+                key_of(&d.workdir.source, "agents.defaults.sandbox.docker.workdir")
+            ),
         });
     }
 
@@ -199,7 +237,9 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
                     problems.push(Refusal {
                         code: RefusalCode::DuplicateTarget,
                         value: spec.clone(),
-                        message: format!("tmpfs {spec:?} mounts over {target:?}, which is already mounted"),
+                        message: format!(
+                            "tmpfs {spec:?} mounts over {target:?}, which is already mounted"
+                        ),
                         fix: "remove the duplicate tmpfs entry".into(),
                     });
                 }
@@ -232,13 +272,22 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
         problems.push(r);
     }
     let mut security_opt = vec!["no-new-privileges".to_string()];
-    for (key, value) in [("seccompProfile", &d.seccomp_profile.value), ("apparmorProfile", &d.apparmor_profile.value)] {
+    for (key, value) in [
+        ("seccompProfile", &d.seccomp_profile.value),
+        ("apparmorProfile", &d.apparmor_profile.value),
+    ] {
         if let Some(v) = value {
             match validate::validate_security_profile(key, v) {
                 Ok(()) => {
-                    let opt = if key == "seccompProfile" { "seccomp" } else { "apparmor" };
+                    let opt = if key == "seccompProfile" {
+                        "seccomp"
+                    } else {
+                        "apparmor"
+                    };
                     security_opt.push(format!("{opt}={v}"));
-                    warnings.push(format!("custom {key} {v:?} replaces Docker's default profile"));
+                    warnings.push(format!(
+                        "custom {key} {v:?} replaces Docker's default profile"
+                    ));
                 }
                 Err(r) => problems.push(r),
             }
@@ -255,28 +304,62 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
 
     // Limits.
     if d.memory.value.0 < (6 << 20) {
-        problems.push(invalid(d.memory.value.human(), "memory must be at least 6m (Docker's minimum)", format!("raise {}", key_of(&d.memory.source, "agents.defaults.sandbox.docker.memory"))));
+        problems.push(invalid(
+            d.memory.value.human(),
+            "memory must be at least 6m (Docker's minimum)",
+            format!(
+                "raise {}",
+                key_of(&d.memory.source, "agents.defaults.sandbox.docker.memory")
+            ),
+        ));
     }
     if d.memory_swap.value < d.memory.value {
-        problems.push(invalid(d.memory_swap.value.human(), format!("memorySwap {} is below memory {}", d.memory_swap.value, d.memory.value), "set memorySwap equal to memory (no swap)"));
+        problems.push(invalid(
+            d.memory_swap.value.human(),
+            format!(
+                "memorySwap {} is below memory {}",
+                d.memory_swap.value, d.memory.value
+            ),
+            "set memorySwap equal to memory (no swap)",
+        ));
     } else if d.memory_swap.value > d.memory.value {
-        warnings.push(format!("memorySwap {} exceeds memory {}: the sandbox may swap", d.memory_swap.value, d.memory.value));
+        warnings.push(format!(
+            "memorySwap {} exceeds memory {}: the sandbox may swap",
+            d.memory_swap.value, d.memory.value
+        ));
     }
     if d.pids_limit.value == 0 {
-        problems.push(invalid("0", "pidsLimit must be positive (0 would mean unlimited)", "set docker.pidsLimit, e.g. 256"));
+        problems.push(invalid(
+            "0",
+            "pidsLimit must be positive (0 would mean unlimited)",
+            "set docker.pidsLimit, e.g. 256",
+        ));
     }
     let mut ulimits = Vec::new();
     for (name, v) in &d.ulimits {
         let (soft, hard) = v.value;
         if !name.chars().all(|c| c.is_ascii_lowercase()) || name.is_empty() {
-            problems.push(invalid(name, format!("ulimit name {name:?} is not a ulimit (e.g. nofile, nproc, core)"), "remove it"));
+            problems.push(invalid(
+                name,
+                format!("ulimit name {name:?} is not a ulimit (e.g. nofile, nproc, core)"),
+                "remove it",
+            ));
         } else if soft > hard || soft < -1 {
-            problems.push(invalid(format!("{name}={soft}:{hard}"), format!("ulimit {name}: soft {soft} must be between -1 and hard {hard}"), "fix the ulimit"));
+            problems.push(invalid(
+                format!("{name}={soft}:{hard}"),
+                format!("ulimit {name}: soft {soft} must be between -1 and hard {hard}"),
+                "fix the ulimit",
+            ));
         }
         if name == "core" && hard != 0 {
-            warnings.push("ulimit core is not 0: processes in the sandbox may write core dumps".into());
+            warnings
+                .push("ulimit core is not 0: processes in the sandbox may write core dumps".into());
         }
-        ulimits.push(UlimitSpec { name: name.clone(), soft, hard });
+        ulimits.push(UlimitSpec {
+            name: name.clone(),
+            soft,
+            hard,
+        });
     }
 
     // User (sandbox.md §1): configured, else the workdir owner, else an unprivileged fallback.
@@ -285,22 +368,44 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
     let (user, user_origin, dir_owner) = match &d.user.value {
         Some(u) => {
             if !valid_user_syntax(u) {
-                problems.push(invalid(u, format!("docker.user {u:?} is not uid[:gid] or a user name"), "use e.g. \"1000:1000\""));
+                problems.push(invalid(
+                    u,
+                    format!("docker.user {u:?} is not uid[:gid] or a user name"),
+                    "use e.g. \"1000:1000\"",
+                ));
             }
             if is_root_user(u) {
-                warnings.push(format!("docker.user {u:?} runs the sandbox as root ({})", d.user.source));
+                warnings.push(format!(
+                    "docker.user {u:?} runs the sandbox as root ({})",
+                    d.user.source
+                ));
             }
             let owner = if euid == 0 { Some(FALLBACK_USER) } else { None };
             (u.clone(), UserOrigin::Configured, owner)
         }
         None => match host.owner(workdir_dir) {
-            Some((uid, gid)) if uid != 0 => (format!("{uid}:{gid}"), UserOrigin::WorkspaceOwner, Some((uid, gid))),
-            Some(_) => (format!("{}:{}", FALLBACK_USER.0, FALLBACK_USER.1), UserOrigin::Fallback, Some(FALLBACK_USER)),
-            None if euid == 0 => (format!("{}:{}", FALLBACK_USER.0, FALLBACK_USER.1), UserOrigin::Fallback, Some(FALLBACK_USER)),
+            Some((uid, gid)) if uid != 0 => (
+                format!("{uid}:{gid}"),
+                UserOrigin::WorkspaceOwner,
+                Some((uid, gid)),
+            ),
+            Some(_) => (
+                format!("{}:{}", FALLBACK_USER.0, FALLBACK_USER.1),
+                UserOrigin::Fallback,
+                Some(FALLBACK_USER),
+            ),
+            None if euid == 0 => (
+                format!("{}:{}", FALLBACK_USER.0, FALLBACK_USER.1),
+                UserOrigin::Fallback,
+                Some(FALLBACK_USER),
+            ),
             None => (format!("{euid}:{egid}"), UserOrigin::Caller, None),
         },
     };
-    if access == WorkspaceAccess::Rw && d.user.value.is_none() && host.owner(&agent_ws).is_some_and(|(u, _)| u == 0) {
+    if access == WorkspaceAccess::Rw
+        && d.user.value.is_none()
+        && host.owner(&agent_ws).is_some_and(|(u, _)| u == 0)
+    {
         warnings.push(format!(
             "the agent workspace {} is owned by root, so the sandbox user {user} cannot write to it; chown it to a regular user or set docker.user",
             agent_ws.display()
@@ -308,24 +413,44 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
     }
 
     if !d.read_only_root.value {
-        warnings.push(format!("readOnlyRoot is false ({}): the container's root filesystem is writable", d.read_only_root.source));
+        warnings.push(format!(
+            "readOnlyRoot is false ({}): the container's root filesystem is writable",
+            d.read_only_root.source
+        ));
     }
     if d.network.value != "none" {
-        warnings.push(format!("network {:?} ({}): the sandbox can reach the network", d.network.value, d.network.source));
+        warnings.push(format!(
+            "network {:?} ({}): the sandbox can reach the network",
+            d.network.value, d.network.source
+        ));
     }
     for (flag, name) in [
-        (&d.allow_reserved_targets, "dangerouslyAllowReservedContainerTargets"),
-        (&d.allow_external_sources, "dangerouslyAllowExternalBindSources"),
-        (&d.allow_namespace_join, "dangerouslyAllowContainerNamespaceJoin"),
+        (
+            &d.allow_reserved_targets,
+            "dangerouslyAllowReservedContainerTargets",
+        ),
+        (
+            &d.allow_external_sources,
+            "dangerouslyAllowExternalBindSources",
+        ),
+        (
+            &d.allow_namespace_join,
+            "dangerouslyAllowContainerNamespaceJoin",
+        ),
     ] {
         if flag.value {
             warnings.push(format!("{name} is on ({})", flag.source));
         }
     }
     if eff.mode.value == Mode::Off {
-        warnings.push("mode is \"off\": tool calls run on the host (confined to the agent workspace)".into());
+        warnings.push(
+            "mode is \"off\": tool calls run on the host (confined to the agent workspace)".into(),
+        );
     } else if !sandboxed {
-        warnings.push(format!("{} is the main session: under mode \"non-main\" it runs on the host", session.key));
+        warnings.push(format!(
+            "{} is the main session: under mode \"non-main\" it runs on the host",
+            session.key
+        ));
     }
 
     let mut labels = BTreeMap::new();
@@ -342,7 +467,11 @@ pub fn plan(eff: &EffectiveSandbox, session: &SessionRef, host: &dyn HostProbe, 
         image: d.image.value.clone(),
         user,
         workdir,
-        env: d.env.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect(),
+        env: d
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect(),
         mounts,
         tmpfs,
         read_only_root: d.read_only_root.value,

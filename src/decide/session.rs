@@ -26,9 +26,13 @@ pub enum SessionError {
     TooLong,
     #[error("session key {0:?} contains control characters")]
     ControlChars(String),
-    #[error("session key {key:?} has no session name after the agent id (expected agent:<agentId>:<name>)")]
+    #[error(
+        "session key {key:?} has no session name after the agent id (expected agent:<agentId>:<name>)"
+    )]
     MissingRest { key: String },
-    #[error("session key {key:?} belongs to agent {session_agent:?} but --agent {agent:?} was given")]
+    #[error(
+        "session key {key:?} belongs to agent {session_agent:?} but --agent {agent:?} was given"
+    )]
     AgentMismatch {
         key: String,
         session_agent: String,
@@ -95,14 +99,12 @@ pub fn resolve_session(
                     return Err(SessionError::MissingRest { key: k.to_string() });
                 }
                 let id = normalize_agent_id(id);
-                if let Some(a) = &agent_arg {
-                    if *a != id {
-                        return Err(SessionError::AgentMismatch {
-                            key: k.to_string(),
-                            session_agent: id,
-                            agent: a.clone(),
-                        });
-                    }
+                if let Some(a) = agent_arg.as_ref().filter(|a| **a != id) {
+                    return Err(SessionError::AgentMismatch {
+                        key: k.to_string(),
+                        session_agent: id,
+                        agent: a.clone(),
+                    });
                 }
                 (id, Some(rest.to_string()))
             }
@@ -113,9 +115,8 @@ pub fn resolve_session(
         },
     };
     let main = main_session_key(&agent_id, main_key, scope);
-    let is_main_alias = |r: &str| {
-        r == "main" || r == main_key || (scope == SessionScope::Global && r == "global")
-    };
+    let is_main_alias =
+        |r: &str| r == "main" || r == main_key || (scope == SessionScope::Global && r == "global");
     let (key, is_main) = match (&raw, &rest) {
         (None, _) => (main.clone(), true),
         (Some(k), _) if scope == SessionScope::Global && k == "global" => (main.clone(), true),
@@ -152,13 +153,22 @@ mod tests {
 
     #[test]
     fn main_aliases_canonicalise() {
-        for input in [None, Some("main"), Some("agent:main:main"), Some("AGENT:Main:MAIN"), Some(" main ")] {
+        for input in [
+            None,
+            Some("main"),
+            Some("agent:main:main"),
+            Some("AGENT:Main:MAIN"),
+            Some(" main "),
+        ] {
             let s = r(input, None);
             assert_eq!(s.key, "agent:main:main", "{input:?}");
             assert!(s.is_main);
         }
         let s = r(Some("main"), Some("Work"));
-        assert_eq!((s.key.as_str(), s.agent_id.as_str(), s.is_main), ("agent:work:main", "work", true));
+        assert_eq!(
+            (s.key.as_str(), s.agent_id.as_str(), s.is_main),
+            ("agent:work:main", "work", true)
+        );
     }
 
     #[test]
@@ -181,20 +191,33 @@ mod tests {
         assert_eq!(s.key, "agent:work:telegram:group:-100123");
         assert!(!s.is_main);
         let s = r(Some("agent:My Agent!:discord:chan"), None);
-        assert_eq!((s.agent_id.as_str(), s.key.as_str()), ("my-agent", "agent:my-agent:discord:chan"));
+        assert_eq!(
+            (s.agent_id.as_str(), s.key.as_str()),
+            ("my-agent", "agent:my-agent:discord:chan")
+        );
     }
 
     #[test]
     fn bad_keys_are_refused() {
-        let e = |i: &str, a: Option<&str>| resolve_session(Some(i), a, "main", PerSender).unwrap_err();
+        let e =
+            |i: &str, a: Option<&str>| resolve_session(Some(i), a, "main", PerSender).unwrap_err();
         assert_eq!(e("", None), SessionError::Empty);
         assert_eq!(e("   ", None), SessionError::Empty);
         assert!(matches!(e("a\nb", None), SessionError::ControlChars(_)));
         assert!(matches!(e("x\0", None), SessionError::ControlChars(_)));
         assert!(matches!(e(&"x".repeat(600), None), SessionError::TooLong));
-        assert!(matches!(e("agent:main", None), SessionError::MissingRest { .. }));
-        assert!(matches!(e("agent:main:", None), SessionError::MissingRest { .. }));
-        assert!(matches!(e("agent:a:x", Some("b")), SessionError::AgentMismatch { .. }));
+        assert!(matches!(
+            e("agent:main", None),
+            SessionError::MissingRest { .. }
+        ));
+        assert!(matches!(
+            e("agent:main:", None),
+            SessionError::MissingRest { .. }
+        ));
+        assert!(matches!(
+            e("agent:a:x", Some("b")),
+            SessionError::AgentMismatch { .. }
+        ));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 
 use crate::decide::ContainerSpec;
 use bollard::models::{
-    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions, MountBindOptionsPropagationEnum,
-    MountTypeEnum, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountBindOptions,
+    MountBindOptionsPropagationEnum, MountTypeEnum, ResourcesUlimits, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,7 +29,12 @@ pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> C
         .collect();
     let host_config = HostConfig {
         mounts: Some(mounts),
-        tmpfs: Some(spec.tmpfs.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<HashMap<_, _>>()),
+        tmpfs: Some(
+            spec.tmpfs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ),
         readonly_rootfs: Some(spec.read_only_root),
         network_mode: Some(spec.network.clone()),
         cap_drop: Some(spec.cap_drop.clone()),
@@ -42,16 +48,34 @@ pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> C
         ulimits: Some(
             spec.ulimits
                 .iter()
-                .map(|u| ResourcesUlimits { name: Some(u.name.clone()), soft: Some(u.soft), hard: Some(u.hard) })
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
                 .collect(),
         ),
         init: Some(true),
-        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
-        log_config: Some(HostConfigLogConfig { typ: Some("none".into()), config: None }),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("none".into()),
+            config: None,
+        }),
         ipc_mode: Some("private".into()),
         publish_all_ports: Some(false),
-        dns: if spec.dns.is_empty() { None } else { Some(spec.dns.clone()) },
-        extra_hosts: if spec.extra_hosts.is_empty() { None } else { Some(spec.extra_hosts.clone()) },
+        dns: if spec.dns.is_empty() {
+            None
+        } else {
+            Some(spec.dns.clone())
+        },
+        extra_hosts: if spec.extra_hosts.is_empty() {
+            None
+        } else {
+            Some(spec.extra_hosts.clone())
+        },
         ..Default::default()
     };
     ContainerCreateBody {

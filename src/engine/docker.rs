@@ -7,8 +7,8 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, StartContainerOptions,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
 };
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -26,22 +26,46 @@ impl DockerEngine {
     /// Connect and negotiate the API version. Fails with `Unreachable` when no engine answers.
     pub async fn connect() -> Result<Self, EngineError> {
         let endpoint = endpoint_from_env();
-        let unreachable = |e: BollardError| EngineError::Unreachable { endpoint: endpoint.clone(), message: e.to_string() };
+        let unreachable = |e: BollardError| EngineError::Unreachable {
+            endpoint: endpoint.clone(),
+            message: e.to_string(),
+        };
         let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = tokio::time::timeout(std::time::Duration::from_secs(10), docker.negotiate_version())
-            .await
-            .map_err(|_| EngineError::Unreachable { endpoint: endpoint.clone(), message: "no answer within 10s".into() })?
-            .map_err(unreachable)?;
+        let docker = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            docker.negotiate_version(),
+        )
+        .await
+        .map_err(|_| EngineError::Unreachable {
+            endpoint: endpoint.clone(),
+            message: "no answer within 10s".into(),
+        })?
+        .map_err(unreachable)?;
         Ok(DockerEngine { docker, endpoint })
     }
 
     fn map(&self, e: BollardError) -> EngineError {
         match e {
-            BollardError::DockerResponseServerError { status_code: 404, message } => EngineError::NotFound(message),
-            BollardError::DockerResponseServerError { status_code: 409, message } => EngineError::Conflict(message),
-            BollardError::DockerResponseServerError { status_code, message } => EngineError::Api(format!("{status_code}: {message}")),
-            BollardError::IOError { err } => EngineError::Unreachable { endpoint: self.endpoint.clone(), message: err.to_string() },
-            BollardError::HyperResponseError { err } => EngineError::Unreachable { endpoint: self.endpoint.clone(), message: err.to_string() },
+            BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => EngineError::NotFound(message),
+            BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => EngineError::Conflict(message),
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Api(format!("{status_code}: {message}")),
+            BollardError::IOError { err } => EngineError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                message: err.to_string(),
+            },
+            BollardError::HyperResponseError { err } => EngineError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                message: err.to_string(),
+            },
             other => EngineError::Api(other.to_string()),
         }
     }
@@ -83,14 +107,28 @@ impl ContainerEngine for DockerEngine {
     async fn image_id(&self, image: &str) -> Result<Option<String>, EngineError> {
         match self.docker.inspect_image(image).await {
             Ok(i) => Ok(i.id),
-            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
             Err(e) => Err(self.map(e)),
         }
     }
 
-    async fn build_image(&self, tag: &str, context_tar: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Send + Sync)) -> Result<String, EngineError> {
-        let opts = BuildImageOptionsBuilder::new().dockerfile("Dockerfile").t(tag).rm(true).forcerm(true).build();
-        let mut stream = self.docker.build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+    async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<String, EngineError> {
+        let opts = BuildImageOptionsBuilder::new()
+            .dockerfile("Dockerfile")
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(opts, None, Some(bollard::body_full(context_tar.into())));
         while let Some(item) = stream.next().await {
             let info = item.map_err(|e| self.map(e))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message).or(info.error) {
@@ -103,20 +141,40 @@ impl ContainerEngine for DockerEngine {
                 }
             }
         }
-        self.image_id(tag).await?.ok_or_else(|| EngineError::Api(format!("build of {tag} finished but the image is not present")))
+        self.image_id(tag).await?.ok_or_else(|| {
+            EngineError::Api(format!(
+                "build of {tag} finished but the image is not present"
+            ))
+        })
     }
 
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError> {
         let mut filters = HashMap::new();
         filters.insert("label".to_string(), vec!["clawden.sandbox=1".to_string()]);
-        let opts = ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
-        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| self.map(e))?;
+        let opts = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self
+            .docker
+            .list_containers(Some(opts))
+            .await
+            .map_err(|e| self.map(e))?;
         Ok(list
             .into_iter()
             .map(|c| ContainerSummary {
                 id: c.id.unwrap_or_default(),
-                name: c.names.unwrap_or_default().first().map(|n| n.trim_start_matches('/').to_string()).unwrap_or_default(),
-                labels: c.labels.unwrap_or_default().into_iter().collect::<BTreeMap<_, _>>(),
+                name: c
+                    .names
+                    .unwrap_or_default()
+                    .first()
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default(),
+                labels: c
+                    .labels
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect::<BTreeMap<_, _>>(),
                 running: c.state.map(|s| s.to_string() == "running").unwrap_or(false),
                 image: c.image.unwrap_or_default(),
                 image_id: c.image_id.unwrap_or_default(),
@@ -126,52 +184,96 @@ impl ContainerEngine for DockerEngine {
     }
 
     async fn inspect(&self, name_or_id: &str) -> Result<Option<serde_json::Value>, EngineError> {
-        match self.docker.inspect_container(name_or_id, None::<InspectContainerOptions>).await {
-            Ok(r) => serde_json::to_value(r).map(Some).map_err(|e| EngineError::Api(e.to_string())),
-            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+        match self
+            .docker
+            .inspect_container(name_or_id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(r) => serde_json::to_value(r)
+                .map(Some)
+                .map_err(|e| EngineError::Api(e.to_string())),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
             Err(e) => Err(self.map(e)),
         }
     }
 
-    async fn create(&self, spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> Result<String, EngineError> {
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, EngineError> {
         let body = super::create::create_body(spec, labels);
-        let opts = CreateContainerOptionsBuilder::new().name(&spec.name).build();
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
         match self.docker.create_container(Some(opts), body).await {
             Ok(r) => Ok(r.id),
-            Err(BollardError::DockerResponseServerError { status_code: 404, message }) if message.contains("image") || message.contains("No such image") => {
-                Err(EngineError::ImageMissing { image: spec.image.clone() })
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if message.contains("image") || message.contains("No such image") => {
+                Err(EngineError::ImageMissing {
+                    image: spec.image.clone(),
+                })
             }
-            Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Err(EngineError::Conflict(spec.name.clone())),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Err(EngineError::Conflict(spec.name.clone())),
             Err(e) => Err(self.map(e)),
         }
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.start_container(id, None::<StartContainerOptions>).await {
+        match self
+            .docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+        {
             Ok(()) => Ok(()),
             // 304: already started.
-            Err(BollardError::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) => Err(self.map(e)),
         }
     }
 
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
-        let opts = RemoveContainerOptionsBuilder::new().force(true).v(false).build();
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(false)
+            .build();
         match self.docker.remove_container(id, Some(opts)).await {
             Ok(()) => Ok(()),
-            Err(BollardError::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
             // 409 "removal already in progress": someone else is removing it.
-            Err(BollardError::DockerResponseServerError { status_code: 409, message }) if message.contains("in progress") => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409,
+                message,
+            }) if message.contains("in progress") => Ok(()),
             Err(e) => Err(self.map(e)),
         }
     }
 
-    async fn exec_collect(&self, id: &str, spec: &ExecSpec, cap: usize) -> Result<ExecResult, EngineError> {
+    async fn exec_collect(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        cap: usize,
+    ) -> Result<ExecResult, EngineError> {
         let opts = CreateExecOptions {
             cmd: Some(spec.cmd.clone()),
             user: spec.user.clone(),
             working_dir: spec.workdir.clone(),
-            env: if spec.env.is_empty() { None } else { Some(spec.env.clone()) },
+            env: if spec.env.is_empty() {
+                None
+            } else {
+                Some(spec.env.clone())
+            },
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             attach_stdin: Some(false),
@@ -179,18 +281,35 @@ impl ContainerEngine for DockerEngine {
             privileged: Some(false),
             ..Default::default()
         };
-        let created = self.docker.create_exec(id, opts).await.map_err(|e| self.map(e))?;
+        let created = self
+            .docker
+            .create_exec(id, opts)
+            .await
+            .map_err(|e| self.map(e))?;
         let mut result = ExecResult::default();
-        if let StartExecResults::Attached { mut output, .. } = self.docker.start_exec(&created.id, None).await.map_err(|e| self.map(e))? {
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| self.map(e))?
+        {
             while let Some(chunk) = output.next().await {
                 match chunk.map_err(|e| self.map(e))? {
-                    bollard::container::LogOutput::StdOut { message } => push_capped(&mut result.stdout, &message, cap),
-                    bollard::container::LogOutput::StdErr { message } => push_capped(&mut result.stderr, &message, cap),
+                    bollard::container::LogOutput::StdOut { message } => {
+                        push_capped(&mut result.stdout, &message, cap)
+                    }
+                    bollard::container::LogOutput::StdErr { message } => {
+                        push_capped(&mut result.stderr, &message, cap)
+                    }
                     _ => {}
                 }
             }
         }
-        let inspected = self.docker.inspect_exec(&created.id).await.map_err(|e| self.map(e))?;
+        let inspected = self
+            .docker
+            .inspect_exec(&created.id)
+            .await
+            .map_err(|e| self.map(e))?;
         result.exit_code = inspected.exit_code.unwrap_or(-1);
         Ok(result)
     }

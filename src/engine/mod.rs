@@ -105,16 +105,30 @@ pub trait ContainerEngine: Send + Sync {
     /// The image's ID, or `None` when it is not present.
     async fn image_id(&self, image: &str) -> Result<Option<String>, EngineError>;
     /// Build an image from a tar build context; progress lines go to `progress`. Returns its ID.
-    async fn build_image(&self, tag: &str, context_tar: Vec<u8>, progress: &(dyn for<'a> Fn(&'a str) + Send + Sync)) -> Result<String, EngineError>;
+    async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<String, EngineError>;
     /// Every container carrying `clawden.sandbox=1`, running or not.
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError>;
     /// `docker inspect` as JSON, `None` if there is no such container.
     async fn inspect(&self, name_or_id: &str) -> Result<Option<serde_json::Value>, EngineError>;
     /// Create (not start) the container of a plan with the given labels. Returns its ID.
-    async fn create(&self, spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> Result<String, EngineError>;
+    async fn create(
+        &self,
+        spec: &ContainerSpec,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String, EngineError>;
     async fn start(&self, id: &str) -> Result<(), EngineError>;
     /// Force-remove a container; a missing one is not an error.
     async fn remove(&self, id: &str) -> Result<(), EngineError>;
     /// Run a command to completion and collect its output, each stream capped at `cap` bytes.
-    async fn exec_collect(&self, id: &str, spec: &ExecSpec, cap: usize) -> Result<ExecResult, EngineError>;
+    async fn exec_collect(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        cap: usize,
+    ) -> Result<ExecResult, EngineError>;
 }
