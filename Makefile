@@ -42,9 +42,12 @@ image-toolbox:
 bench:
 	$(CARGO) run --release --bin clawden-bench
 
-## demo: what clawden would do for a group session of the example config
-demo:
-	$(CARGO) run --release -- explain --config $(DEMO_CONFIG) --session $(DEMO_SESSION)
+## demo: build clawden and the minimal image, show the plan for a group session of the example
+## config, then bring up its real hardened sandbox container
+demo: build
+	./target/release/clawden image build minimal
+	./target/release/clawden explain --config $(DEMO_CONFIG) --session $(DEMO_SESSION)
+	./target/release/clawden ensure --config $(DEMO_CONFIG) --session $(DEMO_SESSION)
 
 ## clean-containers: remove every sandbox container clawden created (label clawden.sandbox=1)
 clean-containers:

@@ -14,4 +14,6 @@ pub mod decide;
 pub mod engine;
 pub mod exit_codes;
 pub mod explain;
+pub mod images;
+pub mod supervisor;
 pub mod validate;

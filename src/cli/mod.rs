@@ -2,6 +2,7 @@
 //! an exit code from [`crate::exit_codes`]. Human output on stdout, logs on stderr, `--json` gives
 //! one JSON document on stdout.
 
+mod engine_cmds;
 mod explain;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
@@ -40,6 +41,11 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Show what a session gets: sandboxed or not, container, mounts, limits, tool policy, problems.
     Explain(explain::ExplainArgs),
+    /// Return the session's sandbox container, creating or starting it if needed.
+    Ensure(engine_cmds::EnsureArgs),
+    /// Build sandbox images locally.
+    #[command(subcommand)]
+    Image(engine_cmds::ImageCommand),
 }
 
 fn exit_code_help() -> String {
@@ -126,6 +132,8 @@ pub fn run() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Explain(a) => explain::run(&cli.global, a),
+        Command::Ensure(a) => engine_cmds::ensure(&cli.global, a),
+        Command::Image(c) => engine_cmds::image(&cli.global, c),
     }
 }
 

@@ -26,7 +26,9 @@ pub struct StateStore {
 
 impl StateStore {
     pub fn new(dir: &Path) -> Self {
-        StateStore { dir: dir.to_path_buf() }
+        StateStore {
+            dir: dir.to_path_buf(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -39,12 +41,19 @@ impl StateStore {
 
     fn ensure_dir(&self) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
     }
 
     fn lock(&self) -> io::Result<Flock<File>> {
         self.ensure_dir()?;
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join("state.lock"))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join("state.lock"))?;
         Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
     }
 
@@ -54,14 +63,32 @@ impl StateStore {
             Ok(bytes) => match serde_json::from_slice::<StateFile>(&bytes) {
                 Ok(s) => (s, None),
                 Err(e) => (
-                    StateFile { version: STATE_VERSION, ..Default::default() },
-                    Some(format!("state file {} is corrupt ({e}); rebuilt from container labels", self.path().display())),
+                    StateFile {
+                        version: STATE_VERSION,
+                        ..Default::default()
+                    },
+                    Some(format!(
+                        "state file {} is corrupt ({e}); rebuilt from container labels",
+                        self.path().display()
+                    )),
                 ),
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => (StateFile { version: STATE_VERSION, ..Default::default() }, None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (
+                StateFile {
+                    version: STATE_VERSION,
+                    ..Default::default()
+                },
+                None,
+            ),
             Err(e) => (
-                StateFile { version: STATE_VERSION, ..Default::default() },
-                Some(format!("state file {} unreadable ({e}); using container labels", self.path().display())),
+                StateFile {
+                    version: STATE_VERSION,
+                    ..Default::default()
+                },
+                Some(format!(
+                    "state file {} unreadable ({e}); using container labels",
+                    self.path().display()
+                )),
             ),
         }
     }
@@ -102,8 +129,15 @@ impl StateStore {
 pub fn lock_name(dir: &Path, name: &str) -> io::Result<Flock<File>> {
     use std::os::unix::fs::DirBuilderExt;
     let locks = dir.join("locks");
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&locks)?;
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(locks.join(format!("{name}.lock")))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&locks)?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(locks.join(format!("{name}.lock")))?;
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))
 }
 
@@ -129,7 +163,16 @@ mod tests {
         assert!(warn.unwrap().contains("corrupt"));
         let warn = st.touch("c", 9).unwrap();
         assert!(warn.is_some());
-        assert_eq!(st.load(), (StateFile { version: 1, last_used_ms: [("c".to_string(), 9)].into() }, None));
+        assert_eq!(
+            st.load(),
+            (
+                StateFile {
+                    version: 1,
+                    last_used_ms: [("c".to_string(), 9)].into()
+                },
+                None
+            )
+        );
     }
 
     #[test]
