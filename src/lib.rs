@@ -8,10 +8,12 @@
 //! - [`exit_codes`]: every exit code the binary uses, in one place.
 //! - [`cli`]: the command line.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod engine;
+pub mod exec;
 pub mod exit_codes;
 pub mod explain;
 pub mod images;

@@ -2,6 +2,7 @@
 //! an exit code from [`crate::exit_codes`]. Human output on stdout, logs on stderr, `--json` gives
 //! one JSON document on stdout.
 
+mod calls;
 mod engine_cmds;
 mod explain;
 
@@ -43,6 +44,10 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Return the session's sandbox container, creating or starting it if needed.
     Ensure(engine_cmds::EnsureArgs),
+    /// Run a command for a session: in its sandbox, or on the host for direct sessions.
+    Exec(calls::ExecArgs),
+    /// Show recent audit-log entries (one per tool-call decision).
+    Audit(calls::AuditArgs),
     /// Build sandbox images locally.
     #[command(subcommand)]
     Image(engine_cmds::ImageCommand),
@@ -134,6 +139,8 @@ pub fn run() -> ExitCode {
         Command::Explain(a) => explain::run(&cli.global, a),
         Command::Ensure(a) => engine_cmds::ensure(&cli.global, a),
         Command::Image(c) => engine_cmds::image(&cli.global, c),
+        Command::Exec(a) => calls::exec(&cli.global, a),
+        Command::Audit(a) => calls::audit(&cli.global, a),
     }
 }
 

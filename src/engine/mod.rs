@@ -4,6 +4,7 @@
 
 pub mod create;
 pub mod docker;
+pub mod unreachable;
 pub mod verify;
 
 use crate::decide::ContainerSpec;
@@ -96,6 +97,19 @@ pub struct ExecResult {
     pub stderr: Vec<u8>,
 }
 
+/// One piece of an exec's output.
+#[derive(Debug, Clone)]
+pub enum ExecChunk {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// A started exec: its ID (for [`ContainerEngine::exec_exit_code`]) and its output stream.
+pub struct ExecStream {
+    pub exec_id: String,
+    pub output: futures_util::stream::BoxStream<'static, Result<ExecChunk, EngineError>>,
+}
+
 /// The engine seam. Object-safe and `Send + Sync`, so one engine serves many sessions at once.
 #[async_trait::async_trait]
 pub trait ContainerEngine: Send + Sync {
@@ -131,4 +145,8 @@ pub trait ContainerEngine: Send + Sync {
         spec: &ExecSpec,
         cap: usize,
     ) -> Result<ExecResult, EngineError>;
+    /// Start a command (stdin closed) and stream its output.
+    async fn exec_stream(&self, id: &str, spec: &ExecSpec) -> Result<ExecStream, EngineError>;
+    /// The exit code of a finished exec, `None` while it runs.
+    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError>;
 }

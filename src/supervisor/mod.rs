@@ -1,6 +1,7 @@
 //! The supervisor: decisions (pure) carried out on an engine. Shareable across threads and tasks
 //! (`Arc<Supervisor>`): per-scope work is serialised by file locks that also hold across processes.
 
+pub mod calls;
 pub mod state;
 
 use crate::config::resolve::EffectiveSandbox;
@@ -111,6 +112,7 @@ pub struct Supervisor {
     env: Env,
     host_ctx: HostContext,
     state: StateStore,
+    audit: crate::audit::AuditLog,
 }
 
 impl Supervisor {
@@ -119,7 +121,8 @@ impl Supervisor {
         let host_ctx = HostContext::from_system(vec![
             state_dir.join("state.json"),
             state_dir.join("locks"),
-            state_dir.join("audit"),
+            state_dir.join("audit.log"),
+            state_dir.join("audit.log.1"),
         ]);
         Supervisor {
             engine,
@@ -127,11 +130,16 @@ impl Supervisor {
             env,
             host_ctx,
             state: StateStore::new(&state_dir),
+            audit: crate::audit::AuditLog::new(&state_dir),
         }
     }
 
     pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
         &self.engine
+    }
+
+    pub fn audit_log(&self) -> &crate::audit::AuditLog {
+        &self.audit
     }
 
     pub fn state(&self) -> &StateStore {

@@ -45,11 +45,17 @@ pub enum RefusalCode {
     InvalidNetwork,
     /// Any other config value out of range or malformed (memory, pidsLimit, user, prefix, ...).
     InvalidValue,
+    /// A call asked for root, another user, or privileges.
+    PrivilegeRequested,
+    /// A call's command, env, stdin or file content is over its cap.
+    TooLarge,
+    /// A call's working directory or path is not on a mount (or not in the agent workspace).
+    NotOnMount,
 }
 
 impl RefusalCode {
     /// Every code, in declaration order (for docs and exhaustive tests).
-    pub const ALL: [RefusalCode; 19] = [
+    pub const ALL: [RefusalCode; 22] = [
         RefusalCode::NonAbsolute,
         RefusalCode::BlockedPath,
         RefusalCode::CoversBlockedPath,
@@ -69,6 +75,9 @@ impl RefusalCode {
         RefusalCode::InvalidPath,
         RefusalCode::InvalidNetwork,
         RefusalCode::InvalidValue,
+        RefusalCode::PrivilegeRequested,
+        RefusalCode::TooLarge,
+        RefusalCode::NotOnMount,
     ];
 
     /// The stable snake_case tag (identical to the serde form).
@@ -93,6 +102,9 @@ impl RefusalCode {
             RefusalCode::InvalidPath => "invalid_path",
             RefusalCode::InvalidNetwork => "invalid_network",
             RefusalCode::InvalidValue => "invalid_value",
+            RefusalCode::PrivilegeRequested => "privilege_requested",
+            RefusalCode::TooLarge => "too_large",
+            RefusalCode::NotOnMount => "not_on_mount",
         }
     }
 }

@@ -1,0 +1,51 @@
+//! An engine that is not there: every call answers with the connection error, so commands that
+//! may not need a container (direct sessions) still work and those that do say what is wrong.
+
+use super::{ContainerEngine, ContainerSummary, EngineError, EngineInfo, ExecResult, ExecSpec, ExecStream};
+use crate::decide::ContainerSpec;
+use std::collections::BTreeMap;
+
+pub struct Unreachable(pub EngineError);
+
+#[async_trait::async_trait]
+impl ContainerEngine for Unreachable {
+    fn endpoint(&self) -> String {
+        match &self.0 {
+            EngineError::Unreachable { endpoint, .. } => endpoint.clone(),
+            _ => String::new(),
+        }
+    }
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn image_id(&self, _: &str) -> Result<Option<String>, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn build_image(&self, _: &str, _: Vec<u8>, _: &(dyn for<'a> Fn(&'a str) + Send + Sync)) -> Result<String, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn inspect(&self, _: &str) -> Result<Option<serde_json::Value>, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn create(&self, _: &ContainerSpec, _: &BTreeMap<String, String>) -> Result<String, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn start(&self, _: &str) -> Result<(), EngineError> {
+        Err(self.0.clone())
+    }
+    async fn remove(&self, _: &str) -> Result<(), EngineError> {
+        Err(self.0.clone())
+    }
+    async fn exec_collect(&self, _: &str, _: &ExecSpec, _: usize) -> Result<ExecResult, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn exec_stream(&self, _: &str, _: &ExecSpec) -> Result<ExecStream, EngineError> {
+        Err(self.0.clone())
+    }
+    async fn exec_exit_code(&self, _: &str) -> Result<Option<i64>, EngineError> {
+        Err(self.0.clone())
+    }
+}
