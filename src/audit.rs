@@ -47,7 +47,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     pub fn new(state_dir: &Path) -> Self {
-        AuditLog { path: state_dir.join("audit.log"), max_bytes: DEFAULT_MAX_BYTES }
+        AuditLog {
+            path: state_dir.join("audit.log"),
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
     }
 
     pub fn with_max_bytes(mut self, max: u64) -> Self {
@@ -64,13 +67,23 @@ impl AuditLog {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let _lock = crate::supervisor::state::lock_name(self.path.parent().unwrap_or(Path::new(".")), "audit")?;
-        if std::fs::metadata(&self.path).map(|m| m.len() >= self.max_bytes).unwrap_or(false) {
+        let _lock = crate::supervisor::state::lock_name(
+            self.path.parent().unwrap_or(Path::new(".")),
+            "audit",
+        )?;
+        if std::fs::metadata(&self.path)
+            .map(|m| m.len() >= self.max_bytes)
+            .unwrap_or(false)
+        {
             std::fs::rename(&self.path, self.path.with_extension("log.1"))?;
         }
         let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut f = OpenOptions::new().create(true).append(true).mode(0o600).open(&self.path)?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
         f.write_all(&line)
     }
 
@@ -79,7 +92,11 @@ impl AuditLog {
         let mut out = Vec::new();
         for p in [self.path.with_extension("log.1"), self.path.clone()] {
             if let Ok(text) = std::fs::read_to_string(&p) {
-                out.extend(text.lines().filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok()).filter(|e| e.time_ms >= since_ms));
+                out.extend(
+                    text.lines()
+                        .filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok())
+                        .filter(|e| e.time_ms >= since_ms),
+                );
             }
         }
         out
@@ -95,12 +112,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let log = AuditLog::new(d.path()).with_max_bytes(600);
         for i in 0..20 {
-            log.append(&AuditEntry { time_ms: i, op: "exec".into(), subject: command_digest("echo secret"), ..Default::default() }).unwrap();
+            log.append(&AuditEntry {
+                time_ms: i,
+                op: "exec".into(),
+                subject: command_digest("echo secret"),
+                ..Default::default()
+            })
+            .unwrap();
         }
         assert!(d.path().join("audit.log.1").exists());
         assert!(std::fs::metadata(d.path().join("audit.log")).unwrap().len() < 600);
         let all = log.read_since(0);
-        assert!(all.len() < 20 && !all.is_empty(), "older rotations are dropped");
+        assert!(
+            all.len() < 20 && !all.is_empty(),
+            "older rotations are dropped"
+        );
         assert_eq!(all.last().unwrap().time_ms, 19);
         assert_eq!(log.read_since(19).len(), 1);
         let text = std::fs::read_to_string(d.path().join("audit.log")).unwrap();

@@ -10,15 +10,26 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn req(session: &str, cmd: &str) -> ExecRequest {
-    ExecRequest { session: Some(session.into()), command: cmd.into(), ..Default::default() }
+    ExecRequest {
+        session: Some(session.into()),
+        command: cmd.into(),
+        ..Default::default()
+    }
 }
 
 fn with_timeout(session: &str, cmd: &str, secs: f64) -> ExecRequest {
-    ExecRequest { timeout: Some(Duration::from_secs_f64(secs)), ..req(session, cmd) }
+    ExecRequest {
+        timeout: Some(Duration::from_secs_f64(secs)),
+        ..req(session, cmd)
+    }
 }
 
 fn text(b: &[u8]) -> String {
@@ -35,7 +46,12 @@ async fn leftovers(s: &Supervisor, session: &str) -> Vec<String> {
     text(&o.stdout)
         .lines()
         .skip(1)
-        .filter(|l| !l.contains("docker-init") && !l.contains("sleep 2147483647") && !l.contains("ps -o pid,args") && !l.contains("clawden-exit"))
+        .filter(|l| {
+            !l.contains("docker-init")
+                && !l.contains("sleep 2147483647")
+                && !l.contains("ps -o pid,args")
+                && !l.contains("clawden-exit")
+        })
         .map(str::to_string)
         .collect()
 }
@@ -46,7 +62,10 @@ fn exit_codes_output_and_stdin() {
         let sw = sweep("basic");
         let w = World::new();
         let s = sup(&w, &sw.prefix, "", "").await;
-        let o = s.exec(req("g", "echo out; echo err >&2; exit 3")).await.unwrap();
+        let o = s
+            .exec(req("g", "echo out; echo err >&2; exit 3"))
+            .await
+            .unwrap();
         assert_eq!((o.exit_code, o.signal), (Some(3), None));
         assert_eq!(text(&o.stdout), "out\n");
         assert_eq!(text(&o.stderr), "err\n");
@@ -59,17 +78,39 @@ fn exit_codes_output_and_stdin() {
         let o = s.exec(req("g", "cat")).await.unwrap();
         assert_eq!((o.exit_code, o.stdout.len()), (Some(0), 0));
         assert!(t.elapsed() < Duration::from_secs(5));
-        let o = s.exec(ExecRequest { stdin: Some(b"in\x00put".to_vec()), ..req("g", "cat") }).await.unwrap();
+        let o = s
+            .exec(ExecRequest {
+                stdin: Some(b"in\x00put".to_vec()),
+                ..req("g", "cat")
+            })
+            .await
+            .unwrap();
         assert_eq!(o.stdout, b"in\x00put");
         // Env: configured plus call env; the working directory defaults to the workdir.
-        let o = s.exec(ExecRequest { env: [("FOO".to_string(), "bar baz".to_string())].into(), ..req("g", "echo \"$FOO $LANG\"; pwd; id -u") }).await.unwrap();
+        let o = s
+            .exec(ExecRequest {
+                env: [("FOO".to_string(), "bar baz".to_string())].into(),
+                ..req("g", "echo \"$FOO $LANG\"; pwd; id -u")
+            })
+            .await
+            .unwrap();
         assert_eq!(text(&o.stdout), "bar baz C.UTF-8\n/workspace\n1000\n");
         // Death by signal: 128+N and the signal.
         let o = s.exec(req("g", "kill -TERM $$")).await.unwrap();
         assert_eq!((o.exit_code, o.signal), (Some(143), Some(15)));
         // Filling /tmp stops at its tmpfs cap (64m by default).
-        let o = s.exec(req("g", "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; echo rc=$?; rm /tmp/fill")).await.unwrap();
-        assert!(text(&o.stdout).contains("No space left"), "{}", text(&o.stdout));
+        let o = s
+            .exec(req(
+                "g",
+                "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1; echo rc=$?; rm /tmp/fill",
+            ))
+            .await
+            .unwrap();
+        assert!(
+            text(&o.stdout).contains("No space left"),
+            "{}",
+            text(&o.stdout)
+        );
         assert!(!text(&o.stdout).contains("rc=0"), "{}", text(&o.stdout));
         // No core dumps.
         let o = s.exec(req("g", "ulimit -c")).await.unwrap();
@@ -87,25 +128,50 @@ fn background_children_do_not_hold_the_call_and_timeouts_kill_everything() {
         let o = s.exec(req("g", "sleep 1000 & echo started")).await.unwrap();
         assert_eq!(text(&o.stdout), "started\n");
         assert_eq!(o.exit_code, Some(0));
-        assert!(t.elapsed() < Duration::from_millis(1500), "returned after {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "returned after {:?}",
+            t.elapsed()
+        );
 
         // A timeout kills the call's processes: the main one, a background one and a re-parented
         // (double-forked, new session) one — and not the earlier call's background sleep.
         let t = Instant::now();
-        let o = s.exec(with_timeout("g", "sleep 777 & (setsid sleep 778 &); sleep 779", 1.0)).await.unwrap();
+        let o = s
+            .exec(with_timeout(
+                "g",
+                "sleep 777 & (setsid sleep 778 &); sleep 779",
+                1.0,
+            ))
+            .await
+            .unwrap();
         assert!(o.timed_out);
         assert_eq!(o.exit_code, None);
         assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
         let left = leftovers(&s, "g").await;
         assert!(left.iter().all(|l| !l.contains("sleep 77")), "{left:?}");
-        assert!(left.iter().any(|l| l.contains("sleep 1000")), "the other call's process must survive: {left:?}");
+        assert!(
+            left.iter().any(|l| l.contains("sleep 1000")),
+            "the other call's process must survive: {left:?}"
+        );
 
         // CPU spinner: stopped by the timeout, nothing left.
-        let o = s.exec(with_timeout("g", "while :; do :; done", 1.0)).await.unwrap();
+        let o = s
+            .exec(with_timeout("g", "while :; do :; done", 1.0))
+            .await
+            .unwrap();
         assert!(o.timed_out);
-        assert!(leftovers(&s, "g").await.iter().all(|l| !l.contains("while")));
+        assert!(
+            leftovers(&s, "g")
+                .await
+                .iter()
+                .all(|l| !l.contains("while"))
+        );
         // The container is still there and usable.
-        assert_eq!(s.exec(req("g", "echo alive")).await.unwrap().exit_code, Some(0));
+        assert_eq!(
+            s.exec(req("g", "echo alive")).await.unwrap().exit_code,
+            Some(0)
+        );
     });
 }
 
@@ -135,7 +201,10 @@ fn concurrent_calls_and_a_timeout_do_not_disturb_each_other() {
             assert_eq!(text(&m.await.unwrap().unwrap().stdout), format!("{i}\n"));
         }
         let o = slow.await.unwrap().unwrap();
-        assert_eq!((o.exit_code, text(&o.stdout)), (Some(0), "done\n".to_string()));
+        assert_eq!(
+            (o.exit_code, text(&o.stdout)),
+            (Some(0), "done\n".to_string())
+        );
     });
 }
 
@@ -145,13 +214,19 @@ fn output_is_capped_head_and_tail_kept() {
         let sw = sweep("cap");
         let w = World::new();
         let s = sup(&w, &sw.prefix, r#"calls: { maxOutputBytes: "64k" },"#, "").await;
-        let o = s.exec(req("g", "yes | head -c 20000000; echo END")).await.unwrap();
+        let o = s
+            .exec(req("g", "yes | head -c 20000000; echo END"))
+            .await
+            .unwrap();
         assert_eq!(o.exit_code, Some(0));
         assert!(o.stdout_truncated);
         assert_eq!(o.stdout_bytes, 20_000_004);
         assert_eq!(o.stdout.len(), 64 * 1024);
         assert!(o.stdout.starts_with(b"y\ny\n") && o.stdout.ends_with(b"y\nEND\n"));
-        let o = s.exec(req("g", "head -c 5000000 /dev/urandom")).await.unwrap();
+        let o = s
+            .exec(req("g", "head -c 5000000 /dev/urandom"))
+            .await
+            .unwrap();
         assert!(o.stdout_truncated);
         assert_eq!(o.stdout_bytes, 5_000_000);
         // Endless output is bounded by the cap and ended by the timeout.
@@ -169,25 +244,48 @@ fn bombs_are_contained() {
         let s = sup(&w, &sw.prefix, "", r#"memory: "64m", pidsLimit: 64,"#).await;
         // Fork bomb: the pids limit stops it, the call returns (its timeout cleans up).
         let t = Instant::now();
-        let o = s.exec(with_timeout("g", "f() { f | f & }; f; sleep 2", 3.0)).await.unwrap();
+        let o = s
+            .exec(with_timeout("g", "f() { f | f & }; f; sleep 2", 3.0))
+            .await
+            .unwrap();
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
         let _ = o;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(s.exec(req("g", "echo recovered")).await.unwrap().exit_code, Some(0));
+        assert_eq!(
+            s.exec(req("g", "echo recovered")).await.unwrap().exit_code,
+            Some(0)
+        );
         // Memory bomb: OOM-killed and reported as such.
-        let o = s.exec(with_timeout("g", "x=$(head -c 300000000 /dev/zero | tr '\\000' x); echo ${#x}", 30.0)).await.unwrap();
-        assert!(o.oom_killed || o.exit_code == Some(137) || o.container_died, "{o:?}");
+        let o = s
+            .exec(with_timeout(
+                "g",
+                "x=$(head -c 300000000 /dev/zero | tr '\\000' x); echo ${#x}",
+                30.0,
+            ))
+            .await
+            .unwrap();
+        assert!(
+            o.oom_killed || o.exit_code == Some(137) || o.container_died,
+            "{o:?}"
+        );
         if kill_count_readable() {
             assert!(o.oom_killed, "{o:?}");
         }
         // tmpfs pages count against the memory limit: filling /tmp here is stopped too.
-        let o = s.exec(req("g", "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; echo rc=$?")).await.unwrap();
+        let o = s
+            .exec(req(
+                "g",
+                "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; echo rc=$?",
+            ))
+            .await
+            .unwrap();
         assert_ne!(text(&o.stdout).trim(), "rc=0", "{o:?}");
     });
 }
 
 fn kill_count_readable() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/memory/docker").exists() || std::path::Path::new("/sys/fs/cgroup/system.slice").exists()
+    std::path::Path::new("/sys/fs/cgroup/memory/docker").exists()
+        || std::path::Path::new("/sys/fs/cgroup/system.slice").exists()
 }
 
 #[test]
@@ -200,7 +298,14 @@ fn killing_the_container_is_reported_and_the_next_call_gets_a_fresh_one() {
         let name = first.container_name.clone().unwrap();
         let id_before = docker_inspect(&name).unwrap()["Id"].clone();
         let t = Instant::now();
-        let o = s.exec(with_timeout("g", "kill -9 $(cat /proc/1/task/1/children); sleep 30", 60.0)).await.unwrap();
+        let o = s
+            .exec(with_timeout(
+                "g",
+                "kill -9 $(cat /proc/1/task/1/children); sleep 30",
+                60.0,
+            ))
+            .await
+            .unwrap();
         assert!(o.container_died, "{o:?}");
         assert!(t.elapsed() < Duration::from_secs(20));
         let o = s.exec(req("g", "echo fresh")).await.unwrap();
@@ -219,17 +324,77 @@ fn hostile_requests_are_refused_before_running() {
             Err(CallError::Refused(x)) => x.code.as_str().to_string(),
             other => panic!("expected a refusal, got {other:?}"),
         };
-        assert_eq!(refused(s.exec(ExecRequest { env: [("A=B".into(), "x".into())].into(), ..req("g", "true") }).await), "invalid_env_name");
-        assert_eq!(refused(s.exec(ExecRequest { env: [("BIG".into(), "x".repeat(100_000))].into(), ..req("g", "true") }).await), "too_large");
-        assert_eq!(refused(s.exec(ExecRequest { user: Some("root".into()), ..req("g", "true") }).await), "privilege_requested");
-        assert_eq!(refused(s.exec(ExecRequest { privileged: true, ..req("g", "true") }).await), "privilege_requested");
-        assert_eq!(refused(s.exec(ExecRequest { workdir: Some("/etc".into()), ..req("g", "true") }).await), "not_on_mount");
-        assert_eq!(refused(s.exec(ExecRequest { workdir: Some("../../etc".into()), ..req("g", "true") }).await), "not_on_mount");
+        assert_eq!(
+            refused(
+                s.exec(ExecRequest {
+                    env: [("A=B".into(), "x".into())].into(),
+                    ..req("g", "true")
+                })
+                .await
+            ),
+            "invalid_env_name"
+        );
+        assert_eq!(
+            refused(
+                s.exec(ExecRequest {
+                    env: [("BIG".into(), "x".repeat(100_000))].into(),
+                    ..req("g", "true")
+                })
+                .await
+            ),
+            "too_large"
+        );
+        assert_eq!(
+            refused(
+                s.exec(ExecRequest {
+                    user: Some("root".into()),
+                    ..req("g", "true")
+                })
+                .await
+            ),
+            "privilege_requested"
+        );
+        assert_eq!(
+            refused(
+                s.exec(ExecRequest {
+                    privileged: true,
+                    ..req("g", "true")
+                })
+                .await
+            ),
+            "privilege_requested"
+        );
+        assert_eq!(
+            refused(
+                s.exec(ExecRequest {
+                    workdir: Some("/etc".into()),
+                    ..req("g", "true")
+                })
+                .await
+            ),
+            "not_on_mount"
+        );
+        assert_eq!(
+            refused(
+                s.exec(ExecRequest {
+                    workdir: Some("../../etc".into()),
+                    ..req("g", "true")
+                })
+                .await
+            ),
+            "not_on_mount"
+        );
         // No container was made for refused calls.
         assert_eq!(containers_with_prefix(&sw.prefix), Vec::<String>::new());
         // Shell metacharacters are the container's business: nothing happens on the host.
         let canary = format!("/tmp/clawden-host-canary-{}", uuid::Uuid::new_v4().simple());
-        let o = s.exec(req("g", &format!("touch {canary}; echo $(id -u) && echo ';' | cat; ls {canary}"))).await.unwrap();
+        let o = s
+            .exec(req(
+                "g",
+                &format!("touch {canary}; echo $(id -u) && echo ';' | cat; ls {canary}"),
+            ))
+            .await
+            .unwrap();
         assert_eq!(o.exit_code, Some(0), "{}", text(&o.stderr));
         assert!(!std::path::Path::new(&canary).exists());
         // Every decision is in the audit log, refusals with their rule, no env values.
@@ -247,19 +412,48 @@ fn modes_route_calls_and_scopes_share_or_separate() {
         let w = World::new();
         // off: everything on the host, in the agent workspace.
         let off = world_sup(&w, &sw.prefix, r#"mode: "off","#).await;
-        let o = off.exec(req("group:x", "pwd; echo host > from-host")).await.unwrap();
+        let o = off
+            .exec(req("group:x", "pwd; echo host > from-host"))
+            .await
+            .unwrap();
         assert_eq!(o.container_name, None);
-        assert_eq!(text(&o.stdout).trim(), std::fs::canonicalize(w.path("ws")).unwrap().to_str().unwrap());
+        assert_eq!(
+            text(&o.stdout).trim(),
+            std::fs::canonicalize(w.path("ws"))
+                .unwrap()
+                .to_str()
+                .unwrap()
+        );
         assert!(w.path("ws/from-host").exists());
-        let refused = off.exec(ExecRequest { workdir: Some("/etc".into()), ..req("g", "true") }).await;
+        let refused = off
+            .exec(ExecRequest {
+                workdir: Some("/etc".into()),
+                ..req("g", "true")
+            })
+            .await;
         assert!(matches!(refused, Err(CallError::Refused(_))));
         // non-main: the main session on the host, a group session in a container.
         let nm = world_sup(&w, &sw.prefix, r#"mode: "non-main","#).await;
-        assert_eq!(nm.exec(req("main", "true")).await.unwrap().container_name, None);
-        assert!(nm.exec(req("group:x", "true")).await.unwrap().container_name.is_some());
+        assert_eq!(
+            nm.exec(req("main", "true")).await.unwrap().container_name,
+            None
+        );
+        assert!(
+            nm.exec(req("group:x", "true"))
+                .await
+                .unwrap()
+                .container_name
+                .is_some()
+        );
         // all: the main session too.
         let all = world_sup(&w, &sw.prefix, r#"mode: "all","#).await;
-        assert!(all.exec(req("main", "true")).await.unwrap().container_name.is_some());
+        assert!(
+            all.exec(req("main", "true"))
+                .await
+                .unwrap()
+                .container_name
+                .is_some()
+        );
         // agent scope: two sessions of one agent share a container (and its workspace).
         let a = all.exec(req("s1", "echo shared > note")).await.unwrap();
         let b = all.exec(req("s2", "cat note")).await.unwrap();

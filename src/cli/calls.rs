@@ -46,7 +46,11 @@ pub struct AuditArgs {
 }
 
 pub(super) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 /// Connect lazily: direct sessions need no engine, so an unreachable engine is only an error
@@ -71,7 +75,10 @@ pub(super) fn call_error(json: bool, e: &CallError) -> u8 {
 pub fn encode(bytes: &[u8]) -> (String, &'static str) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (s.to_string(), "utf8"),
-        Err(_) => (base64::engine::general_purpose::STANDARD.encode(bytes), "base64"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            "base64",
+        ),
     }
 }
 
@@ -96,7 +103,12 @@ pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
     let mut env = std::collections::BTreeMap::new();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
-            report_error(a.json, "invalid_env_name", &format!("--env {kv:?} is not K=V"), "write --env NAME=value");
+            report_error(
+                a.json,
+                "invalid_env_name",
+                &format!("--env {kv:?} is not K=V"),
+                "write --env NAME=value",
+            );
             return ExitCode::from(exit_codes::EXEC_CLAWDEN_ERROR);
         };
         env.insert(k.to_string(), v.to_string());
@@ -165,7 +177,8 @@ pub fn audit(g: &GlobalArgs, a: AuditArgs) -> ExitCode {
         Err(e) => return config_error(a.json, &e),
     };
     let log = crate::audit::AuditLog::new(&ctx.env.state_dir());
-    let since = crate::supervisor::now_ms().saturating_sub(Duration::from(a.since).as_millis() as u64);
+    let since =
+        crate::supervisor::now_ms().saturating_sub(Duration::from(a.since).as_millis() as u64);
     let entries = log.read_since(since);
     if a.json {
         out_json(&serde_json::json!({ "entries": entries }));
@@ -173,10 +186,22 @@ pub fn audit(g: &GlobalArgs, a: AuditArgs) -> ExitCode {
     }
     let mut text = String::new();
     for e in &entries {
-        let t = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms));
-        let rule = if e.rule.is_empty() { String::new() } else { format!(" [{}]", e.rule) };
-        let code = e.exit_code.map(|c| format!(" exit {c}")).unwrap_or_default();
-        text.push_str(&format!("{t}  {:<7} {:<5} {}  {} -> {}{rule}{code}  {}ms\n", e.decision, e.op, e.session, e.subject, e.target, e.duration_ms));
+        let t = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + Duration::from_millis(e.time_ms),
+        );
+        let rule = if e.rule.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", e.rule)
+        };
+        let code = e
+            .exit_code
+            .map(|c| format!(" exit {c}"))
+            .unwrap_or_default();
+        text.push_str(&format!(
+            "{t}  {:<7} {:<5} {}  {} -> {}{rule}{code}  {}ms\n",
+            e.decision, e.op, e.session, e.subject, e.target, e.duration_ms
+        ));
     }
     if entries.is_empty() {
         text.push_str("no audit entries in that period\n");

@@ -314,44 +314,77 @@ impl ContainerEngine for DockerEngine {
         Ok(result)
     }
 
-    async fn exec_stream(&self, id: &str, spec: &ExecSpec) -> Result<super::ExecStream, EngineError> {
-        let created = self.docker.create_exec(id, exec_options(spec)).await.map_err(|e| self.map(e))?;
+    async fn exec_stream(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+    ) -> Result<super::ExecStream, EngineError> {
+        let created = self
+            .docker
+            .create_exec(id, exec_options(spec))
+            .await
+            .map_err(|e| self.map(e))?;
         let endpoint = self.endpoint.clone();
-        match self.docker.start_exec(&created.id, None).await.map_err(|e| self.map(e))? {
+        match self
+            .docker
+            .start_exec(&created.id, None)
+            .await
+            .map_err(|e| self.map(e))?
+        {
             StartExecResults::Attached { output, .. } => {
                 let output = output
                     .filter_map(move |item| {
                         let endpoint = endpoint.clone();
                         async move {
                             match item {
-                                Ok(bollard::container::LogOutput::StdOut { message }) => Some(Ok(super::ExecChunk::Stdout(message.to_vec()))),
-                                Ok(bollard::container::LogOutput::StdErr { message }) => Some(Ok(super::ExecChunk::Stderr(message.to_vec()))),
+                                Ok(bollard::container::LogOutput::StdOut { message }) => {
+                                    Some(Ok(super::ExecChunk::Stdout(message.to_vec())))
+                                }
+                                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                                    Some(Ok(super::ExecChunk::Stderr(message.to_vec())))
+                                }
                                 Ok(_) => None,
-                                Err(e) => Some(Err(EngineError::Unreachable { endpoint, message: e.to_string() })),
+                                Err(e) => Some(Err(EngineError::Unreachable {
+                                    endpoint,
+                                    message: e.to_string(),
+                                })),
                             }
                         }
                     })
                     .boxed();
-                Ok(super::ExecStream { exec_id: created.id, output })
+                Ok(super::ExecStream {
+                    exec_id: created.id,
+                    output,
+                })
             }
             StartExecResults::Detached => Err(EngineError::Api("exec started detached".into())),
         }
     }
 
     async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError> {
-        let i = self.docker.inspect_exec(exec_id).await.map_err(|e| self.map(e))?;
-        if i.running.unwrap_or(false) { Ok(None) } else { Ok(Some(i.exit_code.unwrap_or(-1))) }
+        let i = self
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| self.map(e))?;
+        if i.running.unwrap_or(false) {
+            Ok(None)
+        } else {
+            Ok(Some(i.exit_code.unwrap_or(-1)))
+        }
     }
 }
-
-
 
 fn exec_options(spec: &ExecSpec) -> CreateExecOptions<String> {
     CreateExecOptions {
         cmd: Some(spec.cmd.clone()),
         user: spec.user.clone(),
         working_dir: spec.workdir.clone(),
-        env: if spec.env.is_empty() { None } else { Some(spec.env.clone()) },
+        env: if spec.env.is_empty() {
+            None
+        } else {
+            Some(spec.env.clone())
+        },
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         attach_stdin: Some(false),

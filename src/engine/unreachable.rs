@@ -1,7 +1,9 @@
 //! An engine that is not there: every call answers with the connection error, so commands that
 //! may not need a container (direct sessions) still work and those that do say what is wrong.
 
-use super::{ContainerEngine, ContainerSummary, EngineError, EngineInfo, ExecResult, ExecSpec, ExecStream};
+use super::{
+    ContainerEngine, ContainerSummary, EngineError, EngineInfo, ExecResult, ExecSpec, ExecStream,
+};
 use crate::decide::ContainerSpec;
 use std::collections::BTreeMap;
 
@@ -21,7 +23,12 @@ impl ContainerEngine for Unreachable {
     async fn image_id(&self, _: &str) -> Result<Option<String>, EngineError> {
         Err(self.0.clone())
     }
-    async fn build_image(&self, _: &str, _: Vec<u8>, _: &(dyn for<'a> Fn(&'a str) + Send + Sync)) -> Result<String, EngineError> {
+    async fn build_image(
+        &self,
+        _: &str,
+        _: Vec<u8>,
+        _: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<String, EngineError> {
         Err(self.0.clone())
     }
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError> {
@@ -30,7 +37,11 @@ impl ContainerEngine for Unreachable {
     async fn inspect(&self, _: &str) -> Result<Option<serde_json::Value>, EngineError> {
         Err(self.0.clone())
     }
-    async fn create(&self, _: &ContainerSpec, _: &BTreeMap<String, String>) -> Result<String, EngineError> {
+    async fn create(
+        &self,
+        _: &ContainerSpec,
+        _: &BTreeMap<String, String>,
+    ) -> Result<String, EngineError> {
         Err(self.0.clone())
     }
     async fn start(&self, _: &str) -> Result<(), EngineError> {
@@ -39,7 +50,12 @@ impl ContainerEngine for Unreachable {
     async fn remove(&self, _: &str) -> Result<(), EngineError> {
         Err(self.0.clone())
     }
-    async fn exec_collect(&self, _: &str, _: &ExecSpec, _: usize) -> Result<ExecResult, EngineError> {
+    async fn exec_collect(
+        &self,
+        _: &str,
+        _: &ExecSpec,
+        _: usize,
+    ) -> Result<ExecResult, EngineError> {
         Err(self.0.clone())
     }
     async fn exec_stream(&self, _: &str, _: &ExecSpec) -> Result<ExecStream, EngineError> {

@@ -16,7 +16,13 @@ impl HeadTail {
     /// Keep at most `cap` bytes: the first half and the last half.
     pub fn new(cap: usize) -> Self {
         let head_cap = cap / 2 + cap % 2;
-        HeadTail { head_cap, tail_cap: cap / 2, head: Vec::new(), tail: VecDeque::new(), total: 0 }
+        HeadTail {
+            head_cap,
+            tail_cap: cap / 2,
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+        }
     }
 
     pub fn push(&mut self, mut data: &[u8]) {
@@ -70,7 +76,11 @@ const MAX_CODE_LEN: usize = 12;
 
 impl MarkerScanner {
     pub fn new(nonce: &str) -> Self {
-        MarkerScanner { prefix: format!("\x1eclawden-exit:{nonce}:").into_bytes(), held: Vec::new(), found: None }
+        MarkerScanner {
+            prefix: format!("\x1eclawden-exit:{nonce}:").into_bytes(),
+            held: Vec::new(),
+            found: None,
+        }
     }
 
     pub fn found(&self) -> Option<i32> {
@@ -103,7 +113,9 @@ impl MarkerScanner {
             let rest = &self.held[self.prefix.len()..];
             match rest.iter().position(|&b| b == 0x1e) {
                 Some(end) => {
-                    let code = std::str::from_utf8(&rest[..end]).ok().and_then(|s| s.parse::<i32>().ok());
+                    let code = std::str::from_utf8(&rest[..end])
+                        .ok()
+                        .and_then(|s| s.parse::<i32>().ok());
                     match code {
                         Some(c) => {
                             self.found = Some(c);

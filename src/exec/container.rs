@@ -2,7 +2,9 @@
 
 use super::capture::{HeadTail, MarkerScanner};
 use super::kill::{IN_CONTAINER_KILL, kill_marked, oom_kill_count};
-use super::{CallLimits, OutputSink, ExecOutcome, ExecRequest, new_call_id, split_status, wrapped_argv};
+use super::{
+    CallLimits, ExecOutcome, ExecRequest, OutputSink, new_call_id, split_status, wrapped_argv,
+};
 use crate::engine::{ContainerEngine, EngineError, ExecChunk, ExecSpec};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
@@ -19,7 +21,13 @@ pub struct Target<'a> {
     pub env: Vec<String>,
 }
 
-pub async fn run(engine: &dyn ContainerEngine, t: &Target<'_>, req: &ExecRequest, limits: CallLimits, sink: Option<&OutputSink>) -> Result<ExecOutcome, EngineError> {
+pub async fn run(
+    engine: &dyn ContainerEngine,
+    t: &Target<'_>,
+    req: &ExecRequest,
+    limits: CallLimits,
+    sink: Option<&OutputSink>,
+) -> Result<ExecOutcome, EngineError> {
     let call_id = new_call_id();
     let oom_before = oom_kill_count(t.container_id);
     let started = Instant::now();
@@ -73,23 +81,47 @@ pub async fn run(engine: &dyn ContainerEngine, t: &Target<'_>, req: &ExecRequest
     }
     if timed_out {
         let id = call_id.clone();
-        let report = tokio::task::spawn_blocking(move || kill_marked(&id, KILL_BUDGET)).await.unwrap_or_default();
+        let report = tokio::task::spawn_blocking(move || kill_marked(&id, KILL_BUDGET))
+            .await
+            .unwrap_or_default();
         if report.killed == 0 {
             // Not visible from here (remote engine, other user): kill from inside.
-            let kill = ExecSpec { cmd: vec!["/bin/sh".into(), "-c".into(), IN_CONTAINER_KILL.into(), "clawden-kill".into(), call_id.clone()], user: Some(t.user.to_string()), ..Default::default() };
-            let _ = tokio::time::timeout(KILL_BUDGET, engine.exec_collect(t.container_id, &kill, 4096)).await;
+            let kill = ExecSpec {
+                cmd: vec![
+                    "/bin/sh".into(),
+                    "-c".into(),
+                    IN_CONTAINER_KILL.into(),
+                    "clawden-kill".into(),
+                    call_id.clone(),
+                ],
+                user: Some(t.user.to_string()),
+                ..Default::default()
+            };
+            let _ = tokio::time::timeout(
+                KILL_BUDGET,
+                engine.exec_collect(t.container_id, &kill, 4096),
+            )
+            .await;
         }
     }
     let mut code = scanner.found();
     if code.is_none() && ended && !timed_out {
         // The wrapper itself ended without its marker (killed, or the container died).
-        code = engine.exec_exit_code(&stream.exec_id).await.ok().flatten().map(|c| c as i32);
+        code = engine
+            .exec_exit_code(&stream.exec_id)
+            .await
+            .ok()
+            .flatten()
+            .map(|c| c as i32);
     }
     let mut container_died = false;
     // No marker, or death by a signal (the wrapper may outlive its command by a moment when the
     // container's init dies): is the container still there?
     if (scanner.found().is_none() || code.is_some_and(|c| c > 128)) && !timed_out {
-        let running = engine.inspect(t.container_id).await?.and_then(|i| i.pointer("/State/Running").and_then(|v| v.as_bool()));
+        let running = engine
+            .inspect(t.container_id)
+            .await?
+            .and_then(|i| i.pointer("/State/Running").and_then(|v| v.as_bool()));
         container_died = running != Some(true);
         if container_died {
             code = None;
@@ -99,7 +131,11 @@ pub async fn run(engine: &dyn ContainerEngine, t: &Target<'_>, req: &ExecRequest
         (Some(b), Some(a)) => a > b,
         _ => false,
     };
-    let (exit_code, signal) = if timed_out { (None, Some(9)) } else { code.map(split_status).unwrap_or((None, None)) };
+    let (exit_code, signal) = if timed_out {
+        (None, Some(9))
+    } else {
+        code.map(split_status).unwrap_or((None, None))
+    };
     Ok(ExecOutcome {
         exit_code,
         signal,

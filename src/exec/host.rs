@@ -3,7 +3,9 @@
 
 use super::capture::{HeadTail, MarkerScanner};
 use super::kill::kill_marked;
-use super::{CallLimits, OutputSink, ExecOutcome, ExecRequest, new_call_id, split_status, wrapped_argv};
+use super::{
+    CallLimits, ExecOutcome, ExecRequest, OutputSink, new_call_id, split_status, wrapped_argv,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
@@ -14,16 +16,29 @@ const DRAIN_GRACE: Duration = Duration::from_millis(150);
 
 /// The environment of a host call: a minimal base (no inherited secrets), then config env, then
 /// call env.
-pub fn host_env(workspace: &Path, config_env: &BTreeMap<String, String>, call_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn host_env(
+    workspace: &Path,
+    config_env: &BTreeMap<String, String>,
+    call_env: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    env.insert("PATH".to_string(), "/usr/local/bin:/usr/bin:/bin".to_string());
+    env.insert(
+        "PATH".to_string(),
+        "/usr/local/bin:/usr/bin:/bin".to_string(),
+    );
     env.insert("HOME".to_string(), workspace.to_string_lossy().into_owned());
     env.extend(config_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(call_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     env
 }
 
-pub async fn run(cwd: &Path, env: &BTreeMap<String, String>, req: &ExecRequest, limits: CallLimits, sink: Option<&OutputSink>) -> std::io::Result<ExecOutcome> {
+pub async fn run(
+    cwd: &Path,
+    env: &BTreeMap<String, String>,
+    req: &ExecRequest,
+    limits: CallLimits,
+    sink: Option<&OutputSink>,
+) -> std::io::Result<ExecOutcome> {
     let call_id = new_call_id();
     let argv = wrapped_argv(&call_id, &req.command, req.stdin.as_deref());
     let started = Instant::now();
@@ -84,11 +99,19 @@ pub async fn run(cwd: &Path, env: &BTreeMap<String, String>, req: &ExecRequest, 
     }
     if timed_out {
         let id = call_id.clone();
-        let _ = tokio::task::spawn_blocking(move || kill_marked(&id, Duration::from_millis(1500))).await;
+        let _ = tokio::task::spawn_blocking(move || kill_marked(&id, Duration::from_millis(1500)))
+            .await;
     }
-    let status = tokio::time::timeout(Duration::from_secs(2), child.wait()).await.ok().and_then(|r| r.ok());
+    let status = tokio::time::timeout(Duration::from_secs(2), child.wait())
+        .await
+        .ok()
+        .and_then(|r| r.ok());
     let code = scanner.found().or_else(|| status.and_then(|s| s.code()));
-    let (exit_code, signal) = if timed_out { (None, Some(9)) } else { code.map(split_status).unwrap_or((None, None)) };
+    let (exit_code, signal) = if timed_out {
+        (None, Some(9))
+    } else {
+        code.map(split_status).unwrap_or((None, None))
+    };
     Ok(ExecOutcome {
         exit_code,
         signal,

@@ -22,15 +22,28 @@ pub fn kill_marked_once(call_id: &str) -> KillReport {
     let marker = format!("CLAWDEN_CALL={call_id}").into_bytes();
     let me = std::process::id();
     let mut report = KillReport::default();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return report };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return report;
+    };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
         if pid as u32 == me {
             continue;
         }
         match std::fs::read(entry.path().join("environ")) {
             Ok(env) if has_marker(&env, &marker) => {
-                if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                if nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+                {
                     report.killed += 1;
                 }
             }
@@ -74,13 +87,18 @@ done"#;
 pub fn oom_kill_count(container_id: &str) -> Option<u64> {
     let candidates = [
         format!("/sys/fs/cgroup/memory/docker/{container_id}/memory.oom_control"),
-        format!("/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/memory.oom_control"),
+        format!(
+            "/sys/fs/cgroup/memory/system.slice/docker-{container_id}.scope/memory.oom_control"
+        ),
         format!("/sys/fs/cgroup/system.slice/docker-{container_id}.scope/memory.events"),
         format!("/sys/fs/cgroup/docker/{container_id}/memory.events"),
     ];
     candidates.iter().find_map(|p| {
         let text = std::fs::read_to_string(p).ok()?;
-        text.lines().find_map(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse().ok()))
+        text.lines().find_map(|l| {
+            l.strip_prefix("oom_kill ")
+                .and_then(|n| n.trim().parse().ok())
+        })
     })
 }
 
@@ -90,7 +108,10 @@ mod tests {
 
     #[test]
     fn marker_matching_is_exact() {
-        assert!(has_marker(b"A=1\0CLAWDEN_CALL=abc\0B=2", b"CLAWDEN_CALL=abc"));
+        assert!(has_marker(
+            b"A=1\0CLAWDEN_CALL=abc\0B=2",
+            b"CLAWDEN_CALL=abc"
+        ));
         assert!(!has_marker(b"CLAWDEN_CALL=abcd\0", b"CLAWDEN_CALL=abc"));
         assert!(!has_marker(b"XCLAWDEN_CALL=abc\0", b"CLAWDEN_CALL=abc"));
     }
@@ -104,13 +125,20 @@ mod tests {
             .env("CLAWDEN_CALL", &id)
             .spawn()
             .unwrap();
-        let mut other = std::process::Command::new("/bin/sleep").arg("300").env("CLAWDEN_CALL", "someone-else").spawn().unwrap();
+        let mut other = std::process::Command::new("/bin/sleep")
+            .arg("300")
+            .env("CLAWDEN_CALL", "someone-else")
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         let r = kill_marked(&id, Duration::from_secs(2));
         assert!(r.killed >= 3, "{r:?}");
         let _ = marked.wait();
         assert_eq!(kill_marked_once(&id).killed, 0, "nothing marked is left");
-        assert!(other.try_wait().unwrap().is_none(), "an unmarked process survives");
+        assert!(
+            other.try_wait().unwrap().is_none(),
+            "an unmarked process survives"
+        );
         other.kill().unwrap();
         let _ = other.wait();
     }

@@ -76,51 +76,103 @@ pub struct CallLimits {
     pub max_output_bytes: usize,
 }
 
-fn refuse(code: RefusalCode, value: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Refusal {
-    Refusal { code, value: value.into(), message: message.into(), fix: fix.into() }
+fn refuse(
+    code: RefusalCode,
+    value: impl Into<String>,
+    message: impl Into<String>,
+    fix: impl Into<String>,
+) -> Refusal {
+    Refusal {
+        code,
+        value: value.into(),
+        message: message.into(),
+        fix: fix.into(),
+    }
 }
 
 /// Checks of the request that need no session: env names and sizes, command, stdin, timeout,
 /// user and privileges.
 pub fn validate_request(r: &ExecRequest, sandbox_user: &str) -> Result<(), Refusal> {
     if r.privileged {
-        return Err(refuse(RefusalCode::PrivilegeRequested, "privileged", "exec with privileges is never allowed", "drop the privileged flag"));
+        return Err(refuse(
+            RefusalCode::PrivilegeRequested,
+            "privileged",
+            "exec with privileges is never allowed",
+            "drop the privileged flag",
+        ));
     }
-    if let Some(u) = &r.user {
-        if u != sandbox_user {
+    if let Some(u) = r.user.as_ref().filter(|u| *u != sandbox_user) {
+        {
             return Err(refuse(
                 RefusalCode::PrivilegeRequested,
                 u,
-                format!("exec as user {u:?} is refused: calls run as the sandbox user {sandbox_user}"),
+                format!(
+                    "exec as user {u:?} is refused: calls run as the sandbox user {sandbox_user}"
+                ),
                 "omit the user; set docker.user in the config to change the sandbox user",
             ));
         }
     }
     if r.command.trim().is_empty() {
-        return Err(refuse(RefusalCode::InvalidValue, "", "the command is empty", "give a command"));
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            "",
+            "the command is empty",
+            "give a command",
+        ));
     }
     if r.command.contains('\0') {
-        return Err(refuse(RefusalCode::InvalidValue, r.command.escape_debug().to_string(), "the command contains a NUL byte", "remove the NUL byte"));
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            r.command.escape_debug().to_string(),
+            "the command contains a NUL byte",
+            "remove the NUL byte",
+        ));
     }
     if r.command.len() > MAX_COMMAND_BYTES {
-        return Err(refuse(RefusalCode::TooLarge, format!("{} bytes", r.command.len()), format!("the command is longer than {MAX_COMMAND_BYTES} bytes"), "write a script to the workspace and run it"));
+        return Err(refuse(
+            RefusalCode::TooLarge,
+            format!("{} bytes", r.command.len()),
+            format!("the command is longer than {MAX_COMMAND_BYTES} bytes"),
+            "write a script to the workspace and run it",
+        ));
     }
     let mut total = 0;
     for (k, v) in &r.env {
         validate_env_name(k)?;
         if v.contains('\0') {
-            return Err(refuse(RefusalCode::InvalidEnvName, k, format!("the value of env {k:?} contains a NUL byte"), "remove the NUL byte"));
+            return Err(refuse(
+                RefusalCode::InvalidEnvName,
+                k,
+                format!("the value of env {k:?} contains a NUL byte"),
+                "remove the NUL byte",
+            ));
         }
         total += k.len() + v.len() + 2;
     }
     if total > MAX_ENV_BYTES {
-        return Err(refuse(RefusalCode::TooLarge, format!("{total} bytes"), format!("the call env is larger than {MAX_ENV_BYTES} bytes"), "pass large data as a file"));
+        return Err(refuse(
+            RefusalCode::TooLarge,
+            format!("{total} bytes"),
+            format!("the call env is larger than {MAX_ENV_BYTES} bytes"),
+            "pass large data as a file",
+        ));
     }
     if r.stdin.as_ref().is_some_and(|d| d.len() > MAX_STDIN_BYTES) {
-        return Err(refuse(RefusalCode::TooLarge, "stdin", format!("stdin data is larger than {MAX_STDIN_BYTES} bytes"), "write the data to a file in the workspace and redirect it"));
+        return Err(refuse(
+            RefusalCode::TooLarge,
+            "stdin",
+            format!("stdin data is larger than {MAX_STDIN_BYTES} bytes"),
+            "write the data to a file in the workspace and redirect it",
+        ));
     }
     if r.timeout.is_some_and(|t| t.is_zero() || t > MAX_TIMEOUT) {
-        return Err(refuse(RefusalCode::InvalidValue, format!("{:?}", r.timeout), "the timeout must be between 1ms and 24h", "give a timeout such as 30s"));
+        return Err(refuse(
+            RefusalCode::InvalidValue,
+            format!("{:?}", r.timeout),
+            "the timeout must be between 1ms and 24h",
+            "give a timeout such as 30s",
+        ));
     }
     Ok(())
 }
@@ -134,13 +186,27 @@ printf '\036clawden-exit:%s:%s\036' "$1" "$c" >&2"#;
 /// argv of a wrapped call.
 pub fn wrapped_argv(call_id: &str, command: &str, stdin: Option<&[u8]>) -> Vec<String> {
     use base64::Engine as _;
-    let data = stdin.map(|d| base64::engine::general_purpose::STANDARD.encode(d)).unwrap_or_default();
-    vec!["/bin/sh".into(), "-c".into(), WRAPPER.into(), "clawden".into(), call_id.into(), command.into(), data]
+    let data = stdin
+        .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+        .unwrap_or_default();
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        WRAPPER.into(),
+        "clawden".into(),
+        call_id.into(),
+        command.into(),
+        data,
+    ]
 }
 
 /// exit status → (exit code, signal): the shell reports death by signal N as 128+N.
 pub fn split_status(code: i32) -> (Option<i32>, Option<i32>) {
-    if (129..=128 + 64).contains(&code) { (Some(code), Some(code - 128)) } else { (Some(code), None) }
+    if (129..=128 + 64).contains(&code) {
+        (Some(code), Some(code - 128))
+    } else {
+        (Some(code), None)
+    }
 }
 
 pub fn new_call_id() -> String {
@@ -152,7 +218,10 @@ mod tests {
     use super::*;
 
     fn req(cmd: &str) -> ExecRequest {
-        ExecRequest { command: cmd.into(), ..Default::default() }
+        ExecRequest {
+            command: cmd.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -161,19 +230,58 @@ mod tests {
         let code = |r: &ExecRequest| validate_request(r, "1000:1000").unwrap_err().code.as_str();
         assert_eq!(code(&req("")), "invalid_value");
         assert_eq!(code(&req("a\0b")), "invalid_value");
-        assert_eq!(code(&ExecRequest { privileged: true, ..req("true") }), "privilege_requested");
-        assert_eq!(code(&ExecRequest { user: Some("0:0".into()), ..req("true") }), "privilege_requested");
-        assert_eq!(code(&ExecRequest { user: Some("root".into()), ..req("true") }), "privilege_requested");
-        assert!(validate_request(&ExecRequest { user: Some("1000:1000".into()), ..req("true") }, "1000:1000").is_ok());
+        assert_eq!(
+            code(&ExecRequest {
+                privileged: true,
+                ..req("true")
+            }),
+            "privilege_requested"
+        );
+        assert_eq!(
+            code(&ExecRequest {
+                user: Some("0:0".into()),
+                ..req("true")
+            }),
+            "privilege_requested"
+        );
+        assert_eq!(
+            code(&ExecRequest {
+                user: Some("root".into()),
+                ..req("true")
+            }),
+            "privilege_requested"
+        );
+        assert!(
+            validate_request(
+                &ExecRequest {
+                    user: Some("1000:1000".into()),
+                    ..req("true")
+                },
+                "1000:1000"
+            )
+            .is_ok()
+        );
         for bad in ["A=B", "", "X\0", "1X"] {
-            let r = ExecRequest { env: [(bad.to_string(), "v".to_string())].into(), ..req("true") };
+            let r = ExecRequest {
+                env: [(bad.to_string(), "v".to_string())].into(),
+                ..req("true")
+            };
             assert_eq!(code(&r), "invalid_env_name", "{bad:?}");
         }
-        let r = ExecRequest { env: [("BIG".to_string(), "x".repeat(MAX_ENV_BYTES))].into(), ..req("true") };
+        let r = ExecRequest {
+            env: [("BIG".to_string(), "x".repeat(MAX_ENV_BYTES))].into(),
+            ..req("true")
+        };
         assert_eq!(code(&r), "too_large");
-        let r = ExecRequest { stdin: Some(vec![0; MAX_STDIN_BYTES + 1]), ..req("cat") };
+        let r = ExecRequest {
+            stdin: Some(vec![0; MAX_STDIN_BYTES + 1]),
+            ..req("cat")
+        };
         assert_eq!(code(&r), "too_large");
-        let r = ExecRequest { timeout: Some(Duration::ZERO), ..req("true") };
+        let r = ExecRequest {
+            timeout: Some(Duration::ZERO),
+            ..req("true")
+        };
         assert_eq!(code(&r), "invalid_value");
     }
 
@@ -189,11 +297,21 @@ mod tests {
     fn the_wrapper_reports_exit_codes_and_passes_stdin() {
         // The wrapper runs in any POSIX sh; check it on the host's.
         let argv = wrapped_argv("abc", "cat; exit 7", Some(b"in\x00put"));
-        let o = std::process::Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        let o = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap();
         assert_eq!(o.stdout, b"in\x00put");
-        assert!(o.stderr.ends_with(b"\x1eclawden-exit:abc:7\x1e"), "{:?}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.stderr.ends_with(b"\x1eclawden-exit:abc:7\x1e"),
+            "{:?}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let argv = wrapped_argv("abc", "cat", None);
-        let o = std::process::Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
+        let o = std::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .output()
+            .unwrap();
         assert_eq!(o.stdout, b"");
     }
 }

@@ -41,7 +41,11 @@ impl From<Refusal> for CallError {
 
 /// Is `path` (normalised) equal to or under `root` (normalised)?
 pub fn container_path_under(path: &str, root: &str) -> bool {
-    root == "/" || path == root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
+    root == "/"
+        || path == root
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// The container working directory of a call: absolute or relative to the workdir, normalised,
@@ -54,13 +58,20 @@ pub fn container_cwd(plan: &SandboxPlan, requested: Option<&str>) -> Result<Stri
         Some(p) => format!("{}/{p}", spec.workdir),
     };
     let cwd = normalize_container_path(&raw)?;
-    let on_mount = spec.mounts.iter().any(|m| container_path_under(&cwd, &m.container)) || spec.tmpfs.keys().any(|t| container_path_under(&cwd, t));
+    let on_mount = spec
+        .mounts
+        .iter()
+        .any(|m| container_path_under(&cwd, &m.container))
+        || spec.tmpfs.keys().any(|t| container_path_under(&cwd, t));
     if !on_mount {
         return Err(Refusal {
             code: RefusalCode::NotOnMount,
             value: cwd.clone(),
             message: format!("working directory {cwd:?} is not on a mount of the sandbox"),
-            fix: format!("use a directory under {:?} (the workdir) or another mount", spec.workdir),
+            fix: format!(
+                "use a directory under {:?} (the workdir) or another mount",
+                spec.workdir
+            ),
         });
     }
     Ok(cwd)
@@ -71,7 +82,10 @@ pub fn host_cwd(agent_workspace: &Path, requested: Option<&str>) -> Result<PathB
     let root = std::fs::canonicalize(agent_workspace).map_err(|e| Refusal {
         code: RefusalCode::MissingSource,
         value: agent_workspace.display().to_string(),
-        message: format!("agent workspace {} is not usable: {e}", agent_workspace.display()),
+        message: format!(
+            "agent workspace {} is not usable: {e}",
+            agent_workspace.display()
+        ),
         fix: "create the agent workspace directory".into(),
     })?;
     let wanted = match requested {
@@ -82,9 +96,13 @@ pub fn host_cwd(agent_workspace: &Path, requested: Option<&str>) -> Result<PathB
         code: RefusalCode::NotOnMount,
         value: requested.unwrap_or("").to_string(),
         message: format!("working directory {:?} {why}", requested.unwrap_or("")),
-        fix: format!("use a directory inside the agent workspace {}", root.display()),
+        fix: format!(
+            "use a directory inside the agent workspace {}",
+            root.display()
+        ),
     };
-    let canon = std::fs::canonicalize(&wanted).map_err(|e| refused(format!("cannot be used: {e}")))?;
+    let canon =
+        std::fs::canonicalize(&wanted).map_err(|e| refused(format!("cannot be used: {e}")))?;
     if !canon.starts_with(&root) {
         return Err(refused("is outside the agent workspace".into()));
     }
@@ -95,7 +113,15 @@ pub fn host_cwd(agent_workspace: &Path, requested: Option<&str>) -> Result<PathB
 }
 
 impl Supervisor {
-    fn audit(&self, plan: Option<&SandboxPlan>, req_session: &Option<String>, op: &str, subject: String, result: Result<(Option<i32>, Option<u64>), &CallError>, started: Instant) {
+    fn audit(
+        &self,
+        plan: Option<&SandboxPlan>,
+        req_session: &Option<String>,
+        op: &str,
+        subject: String,
+        result: Result<(Option<i32>, Option<u64>), &CallError>,
+        started: Instant,
+    ) {
         let target = match plan {
             Some(p) if p.sandboxed => format!("container:{}", p.container.name),
             Some(_) => "host".to_string(),
@@ -108,7 +134,10 @@ impl Supervisor {
         };
         let entry = AuditEntry {
             time_ms: now_ms(),
-            session: plan.map(|p| p.session.key.clone()).or_else(|| req_session.clone()).unwrap_or_default(),
+            session: plan
+                .map(|p| p.session.key.clone())
+                .or_else(|| req_session.clone())
+                .unwrap_or_default(),
             agent: plan.map(|p| p.session.agent_id.clone()).unwrap_or_default(),
             op: op.into(),
             target,
@@ -130,7 +159,11 @@ impl Supervisor {
     }
 
     /// Run one exec call, passing output to `sink` as it arrives.
-    pub async fn exec_streaming(&self, req: ExecRequest, sink: Option<&crate::exec::OutputSink>) -> Result<ExecOutcome, CallError> {
+    pub async fn exec_streaming(
+        &self,
+        req: ExecRequest,
+        sink: Option<&crate::exec::OutputSink>,
+    ) -> Result<ExecOutcome, CallError> {
         let started = Instant::now();
         let planned = self.plan(req.session.as_deref(), req.agent.as_deref());
         let plan = planned.as_ref().ok().map(|(_, p)| p.clone());
@@ -138,36 +171,76 @@ impl Supervisor {
             Ok((eff, plan)) => self.exec_planned(&eff, &plan, &req, sink).await,
             Err(e) => Err(e.into()),
         };
-        let summary = result.as_ref().map(|o| (o.exit_code, Some(o.stdout_bytes + o.stderr_bytes)));
-        self.audit(plan.as_ref(), &req.session, "exec", command_digest(&req.command), summary, started);
+        let summary = result
+            .as_ref()
+            .map(|o| (o.exit_code, Some(o.stdout_bytes + o.stderr_bytes)));
+        self.audit(
+            plan.as_ref(),
+            &req.session,
+            "exec",
+            command_digest(&req.command),
+            summary,
+            started,
+        );
         result
     }
 
-    async fn exec_planned(&self, eff: &crate::config::EffectiveSandbox, plan: &SandboxPlan, req: &ExecRequest, sink: Option<&crate::exec::OutputSink>) -> Result<ExecOutcome, CallError> {
+    async fn exec_planned(
+        &self,
+        eff: &crate::config::EffectiveSandbox,
+        plan: &SandboxPlan,
+        req: &ExecRequest,
+        sink: Option<&crate::exec::OutputSink>,
+    ) -> Result<ExecOutcome, CallError> {
         if !plan.problems.is_empty() {
             return Err(SupervisorError::Problems(plan.problems.clone()).into());
         }
         validate_request(req, &plan.container.user)?;
         let limits = CallLimits {
-            timeout: req.timeout.unwrap_or(Duration::from_secs(eff.calls.timeout_seconds.value)),
+            timeout: req
+                .timeout
+                .unwrap_or(Duration::from_secs(eff.calls.timeout_seconds.value)),
             max_output_bytes: eff.calls.max_output_bytes.value.0 as usize,
         };
         if plan.sandboxed {
             let cwd = container_cwd(plan, req.workdir.as_deref())?;
             let ensured = self.ensure_plan(plan).await?;
-            let env: Vec<String> = plan.container.env.iter().chain(req.env.iter()).map(|(k, v)| format!("{k}={v}")).collect();
-            let target = crate::exec::container::Target { container_id: &ensured.container_id, container_name: &ensured.container_name, user: &plan.container.user, workdir: &cwd, env };
-            let outcome = crate::exec::container::run(self.engine().as_ref(), &target, req, limits, sink).await.map_err(SupervisorError::from)?;
+            let env: Vec<String> = plan
+                .container
+                .env
+                .iter()
+                .chain(req.env.iter())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let target = crate::exec::container::Target {
+                container_id: &ensured.container_id,
+                container_name: &ensured.container_name,
+                user: &plan.container.user,
+                workdir: &cwd,
+                env,
+            };
+            let outcome =
+                crate::exec::container::run(self.engine().as_ref(), &target, req, limits, sink)
+                    .await
+                    .map_err(SupervisorError::from)?;
             if outcome.container_died {
                 // The next call gets a fresh container; the workspace lives on the host.
                 let _ = self.engine().remove(&ensured.container_id).await;
             }
             Ok(outcome)
         } else {
-            std::fs::create_dir_all(&plan.agent_workspace).map_err(|e| SupervisorError::Io(format!("cannot create {}: {e}", plan.agent_workspace.display())))?;
+            std::fs::create_dir_all(&plan.agent_workspace).map_err(|e| {
+                SupervisorError::Io(format!(
+                    "cannot create {}: {e}",
+                    plan.agent_workspace.display()
+                ))
+            })?;
             let cwd = host_cwd(&plan.agent_workspace, req.workdir.as_deref())?;
-            let env = crate::exec::host::host_env(&plan.agent_workspace, &plan.container.env, &req.env);
-            crate::exec::host::run(&cwd, &env, req, limits, sink).await.map_err(|e| SupervisorError::Io(format!("cannot run on the host: {e}")).into())
+            let env =
+                crate::exec::host::host_env(&plan.agent_workspace, &plan.container.env, &req.env);
+            crate::exec::host::run(&cwd, &env, req, limits, sink)
+                .await
+                .map_err(|e| SupervisorError::Io(format!("cannot run on the host: {e}")).into())
         }
     }
 }
@@ -190,10 +263,17 @@ mod tests {
         let ws = d.path().join("ws");
         std::fs::create_dir_all(ws.join("sub")).unwrap();
         std::os::unix::fs::symlink("/etc", ws.join("etc-link")).unwrap();
-        assert_eq!(host_cwd(&ws, None).unwrap(), std::fs::canonicalize(&ws).unwrap());
+        assert_eq!(
+            host_cwd(&ws, None).unwrap(),
+            std::fs::canonicalize(&ws).unwrap()
+        );
         assert!(host_cwd(&ws, Some("sub")).is_ok());
         for bad in ["..", "../..", "/etc", "etc-link", "sub/../../", "missing"] {
-            assert_eq!(host_cwd(&ws, Some(bad)).unwrap_err().code, RefusalCode::NotOnMount, "{bad}");
+            assert_eq!(
+                host_cwd(&ws, Some(bad)).unwrap_err().code,
+                RefusalCode::NotOnMount,
+                "{bad}"
+            );
         }
     }
 }

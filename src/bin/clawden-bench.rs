@@ -1,0 +1,325 @@
+//! `make bench`: clawden against the plain `docker` equivalent, in one run, on the minimal image.
+//! Prints a table with the ratio of each line (clawden / docker; below 1 is faster) and writes the
+//! same as JSON to `target/bench.json`.
+
+use clawden::config::{Env, LoadedConfig, load::ConfigLayer, parse_config};
+use clawden::engine::ContainerEngine;
+use clawden::engine::docker::DockerEngine;
+use clawden::exec::ExecRequest;
+use clawden::supervisor::Supervisor;
+use serde::Serialize;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Serialize)]
+struct Line {
+    name: String,
+    unit: String,
+    clawden: f64,
+    docker: f64,
+    ratio: f64,
+    note: String,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn docker(args: &[&str]) -> std::process::Output {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        o.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+const HARDENED: &[&str] = &[
+    "--read-only",
+    "--cap-drop",
+    "ALL",
+    "--security-opt",
+    "no-new-privileges",
+    "--network",
+    "none",
+    "--user",
+    "1000:1000",
+    "--memory",
+    "1g",
+    "--memory-swap",
+    "1g",
+    "--cpus",
+    "1",
+    "--pids-limit",
+    "256",
+    "--init",
+    "--log-driver",
+    "none",
+    "--label",
+    "clawden.sandbox=1",
+    "--label",
+    "clawden.bench=1",
+];
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let lines = rt.block_on(run());
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}  {}",
+        "line", "clawden", "docker", "ratio", "unit / note"
+    );
+    for l in &lines {
+        println!(
+            "{:<44} {:>12.2} {:>12.2} {:>8.2}  {} {}",
+            l.name, l.clawden, l.docker, l.ratio, l.unit, l.note
+        );
+    }
+    let _ = std::fs::create_dir_all("target");
+    std::fs::write(
+        "target/bench.json",
+        serde_json::to_vec_pretty(&lines).unwrap(),
+    )
+    .unwrap();
+    println!("\nwritten: target/bench.json");
+    // Sweep everything the bench made.
+    let ids = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=clawden.bench=1"])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .arg("rm")
+            .arg("-f")
+            .args(&ids)
+            .output();
+    }
+}
+
+async fn run() -> Vec<Line> {
+    let engine = Arc::new(DockerEngine::connect().await.expect("Docker engine"));
+    if engine
+        .image_id(clawden::images::MINIMAL_TAG)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        let ctx = clawden::images::minimal_context().expect("static busybox");
+        engine
+            .build_image(clawden::images::MINIMAL_TAG, ctx, &|_| {})
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let text = format!(
+        r#"{{ agents: {{ defaults: {{ workspace: "{ws}", sandbox: {{ mode: "all", scope: "session", workspaceRoot: "{root}", docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#,
+        ws = dir.path().join("ws").display(),
+        root = dir.path().join("sbx").display()
+    );
+    std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+    let cfg = LoadedConfig {
+        layers: vec![ConfigLayer {
+            origin: "bench".into(),
+            file: parse_config(&text, "bench").unwrap(),
+        }],
+        ..Default::default()
+    };
+    let env = Env {
+        clawden_home: Some(dir.path().join("state")),
+        ..Default::default()
+    };
+    let sup = Arc::new(Supervisor::new(engine.clone(), cfg, env));
+    // Label the bench's containers for the sweep: they carry the prefix; docker ones the label.
+    let mut lines = Vec::new();
+
+    // 1. exec round trip of `true`.
+    let warm = sup
+        .exec(ExecRequest {
+            session: Some("b0".into()),
+            command: "true".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let name = warm.container_name.clone().unwrap();
+    let _ = Command::new("docker")
+        .args(["update", "--label-add", "clawden.bench=1", &name])
+        .output();
+    let n = 200;
+    let mut ours = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let o = sup
+            .exec(ExecRequest {
+                session: Some("b0".into()),
+                command: "true".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(o.exit_code, Some(0));
+        ours.push(ms(t.elapsed()));
+    }
+    let mut theirs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        docker(&["exec", &name, "true"]);
+        theirs.push(ms(t.elapsed()));
+    }
+    for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        let (a, b) = (pct(&mut ours, p), pct(&mut theirs, p));
+        lines.push(Line {
+            name: format!("exec `true` round trip {label} (n={n})"),
+            unit: "ms".into(),
+            clawden: a,
+            docker: b,
+            ratio: a / b,
+            note: "vs docker exec CLI".into(),
+        });
+    }
+
+    // 2. first call of a new session (container create + start + call) vs docker run --rm.
+    let rounds = 10;
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..rounds {
+        let t = Instant::now();
+        let o = sup
+            .exec(ExecRequest {
+                session: Some(format!("new{i}")),
+                command: "true".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        ours.push(ms(t.elapsed()));
+        let _ = Command::new("docker")
+            .args(["rm", "-f", o.container_name.as_deref().unwrap()])
+            .output();
+        let t = Instant::now();
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(HARDENED);
+        args.extend_from_slice(&[
+            "--tmpfs",
+            "/tmp:size=64m",
+            clawden::images::MINIMAL_TAG,
+            "true",
+        ]);
+        docker(&args);
+        theirs.push(ms(t.elapsed()));
+    }
+    let (a, b) = (pct(&mut ours, 0.5), pct(&mut theirs, 0.5));
+    lines.push(Line {
+        name: format!("first call of a new session p50 (n={rounds})"),
+        unit: "ms".into(),
+        clawden: a,
+        docker: b,
+        ratio: a / b,
+        note: "vs docker run --rm (hardened)".into(),
+    });
+
+    // 3. read / write (added when the file tools exist; see bench_files).
+    lines.extend(bench_files(&sup, &name).await);
+
+    // 4. 20 parallel execs over 5 sessions.
+    for i in 0..5 {
+        let o = sup
+            .exec(ExecRequest {
+                session: Some(format!("p{i}")),
+                command: "true".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let _ = Command::new("docker")
+            .args([
+                "update",
+                "--label-add",
+                "clawden.bench=1",
+                o.container_name.as_deref().unwrap(),
+            ])
+            .output();
+    }
+    let total = 200;
+    let t = Instant::now();
+    let mut handles = Vec::new();
+    for w in 0..20 {
+        let sup = sup.clone();
+        handles.push(tokio::spawn(async move {
+            for _ in 0..total / 20 {
+                sup.exec(ExecRequest {
+                    session: Some(format!("p{}", w % 5)),
+                    command: "true".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let ours = total as f64 / t.elapsed().as_secs_f64();
+    let names: Vec<String> = (0..5)
+        .map(|i| {
+            sup.plan(Some(&format!("p{i}")), None)
+                .unwrap()
+                .1
+                .container
+                .name
+        })
+        .collect();
+    let t = Instant::now();
+    let threads: Vec<_> = (0..20)
+        .map(|w| {
+            let n = names[w % 5].clone();
+            std::thread::spawn(move || {
+                for _ in 0..total / 20 {
+                    docker(&["exec", &n, "true"]);
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let theirs = total as f64 / t.elapsed().as_secs_f64();
+    lines.push(Line {
+        name: "20 parallel execs over 5 sessions".into(),
+        unit: "calls/s".into(),
+        clawden: ours,
+        docker: theirs,
+        ratio: ours / theirs,
+        note: "higher is better; ratio > 1 = clawden faster".into(),
+    });
+    for n in names {
+        let _ = Command::new("docker").args(["rm", "-f", &n]).output();
+    }
+    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+    lines
+}
+
+#[allow(unused_variables)]
+async fn bench_files(sup: &Supervisor, container: &str) -> Vec<Line> {
+    Vec::new()
+}

@@ -1,0 +1,196 @@
+//! `clawden exec` and `clawden audit` end to end through the binary: exit codes and JSON shapes.
+
+mod common;
+
+use common::*;
+use std::process::{Command, Output};
+
+fn cfg(w: &World, prefix: &str, mode: &str) -> std::path::PathBuf {
+    let p = w.path(&format!("config-{mode}.json5"));
+    std::fs::write(
+        &p,
+        format!(
+            r#"{{ agents: {{ defaults: {{ workspace: "{}", sandbox: {{ mode: "{mode}", workspaceRoot: "{}", docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#,
+            w.path("ws").display(),
+            w.path("sandboxes").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+fn clawden(w: &World, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clawden"))
+        .args(args)
+        .env("CLAWDEN_HOME", w.path("state"))
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn exit_codes_pass_through_and_errors_are_125() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { engine().await });
+    let sw = sweep("cliex");
+    let w = World::new();
+    let c = cfg(&w, &sw.prefix, "all");
+    let c = c.to_str().unwrap();
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--",
+            "echo",
+            "hi;",
+            "exit",
+            "3",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--",
+            "kill -TERM $$",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(128 + 15));
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--",
+            "no-such-command",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(127));
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--timeout",
+            "500ms",
+            "--",
+            "sleep 100",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(137));
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--workdir",
+            "/etc",
+            "--json",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(125));
+    let j = json(&o);
+    assert_eq!(j["error"]["code"], "not_on_mount");
+    assert!(!j["error"]["fix"].as_str().unwrap().is_empty());
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--env",
+            "A=B=C",
+            "--env",
+            "BAD NAME=1",
+            "--",
+            "true",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(125));
+}
+
+#[test]
+fn json_shapes() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { engine().await });
+    let sw = sweep("clijs");
+    let w = World::new();
+    let c = cfg(&w, &sw.prefix, "all");
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c.to_str().unwrap(),
+            "--session",
+            "g",
+            "--json",
+            "--",
+            r"printf 'a\377'; echo e >&2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let mut j = json(&o);
+    assert_eq!(j["stdoutEncoding"], "base64");
+    assert_eq!(j["stdout"], "Yf8=");
+    assert_eq!(j["stderrEncoding"], "utf8");
+    assert!(j["containerName"].as_str().unwrap().starts_with(&sw.prefix));
+    j["durationMs"] = serde_json::json!("<ms>");
+    j["containerName"] = serde_json::json!("<name>");
+    insta::assert_json_snapshot!("exec_json", j);
+    // A direct session: containerName is null.
+    let off = cfg(&w, &sw.prefix, "off");
+    let j = json(&clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            off.to_str().unwrap(),
+            "--json",
+            "--",
+            "echo host",
+        ],
+    ));
+    assert_eq!(j["containerName"], serde_json::Value::Null);
+    assert_eq!(j["stdout"], "host\n");
+    // The audit log has both calls.
+    let j = json(&clawden(&w, &["audit", "--json"]));
+    let entries = j["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["target"], "host");
+    assert!(
+        entries[0]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}
