@@ -80,8 +80,8 @@ fn main() {
         .unwrap();
     let lines = rt.block_on(run());
     println!(
-        "{:<44} {:>12} {:>12} {:>8}  {}",
-        "line", "clawden", "docker", "ratio", "unit / note"
+        "{:<44} {:>12} {:>12} {:>8}  unit / note",
+        "line", "clawden", "docker", "ratio"
     );
     for l in &lines {
         println!(
