@@ -11,6 +11,7 @@
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod doctor;
 pub mod engine;
 pub mod exit_codes;
 pub mod explain;

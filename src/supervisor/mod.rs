@@ -1,6 +1,7 @@
 //! The supervisor: decisions (pure) carried out on an engine. Shareable across threads and tasks
 //! (`Arc<Supervisor>`): per-scope work is serialised by file locks that also hold across processes.
 
+pub mod ops;
 pub mod state;
 
 use crate::config::resolve::EffectiveSandbox;
