@@ -382,6 +382,14 @@ pub fn probe_checks(o: &ProbeOutputs, expect: ProbeExpect) -> Vec<Check> {
     out
 }
 
+/// A config enum as it is spelled in the config file (`non-main`, `rw`).
+fn wire_name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "?".into(),
+    }
+}
+
 fn first_line(s: &str) -> &str {
     s.lines()
         .find(|l| !l.trim().is_empty())
@@ -490,9 +498,9 @@ async fn self_check(sup: &Supervisor, agent: Option<&str>) -> Vec<Check> {
         "config",
         format!(
             "agent {agent}: mode {}, scope {}, workspaceAccess {}, image {}",
-            format!("{:?}", plan.mode).to_lowercase(),
-            format!("{:?}", plan.scope).to_lowercase(),
-            format!("{:?}", plan.workspace_access).to_lowercase(),
+            wire_name(&plan.mode),
+            wire_name(&plan.scope),
+            wire_name(&plan.workspace_access),
             plan.container.image
         ),
     )];

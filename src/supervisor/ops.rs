@@ -37,6 +37,7 @@ pub struct SandboxInfo {
 /// Which sandboxes `clawden recreate` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
+    /// Every sandbox of this configuration (name under one of its container prefixes).
     All,
     /// The sandbox whose scope key is exactly this (as `list` shows it); if there is none, the
     /// sandbox that serves this session under the current config.
@@ -93,7 +94,8 @@ impl std::fmt::Display for PruneReason {
 
 /// The prune rule (sandbox.md §1, §4): older than `max_age_days`, or idle longer than
 /// `idle_hours`; 0 disables each. Age wins when both apply. Times in ms since the epoch; a clock
-/// that went backwards counts as zero elapsed.
+/// that went backwards counts as zero elapsed. `last_used_ms`: from the state file, else the
+/// creation time (the caller decides).
 pub fn prune_decision(
     now_ms: u64,
     created_ms: u64,
@@ -102,7 +104,7 @@ pub fn prune_decision(
     max_age_days: u64,
 ) -> Option<PruneReason> {
     let age = now_ms.saturating_sub(created_ms);
-    let idle = now_ms.saturating_sub(last_used_ms.max(created_ms));
+    let idle = now_ms.saturating_sub(last_used_ms);
     if max_age_days > 0 && age > max_age_days.saturating_mul(DAY_MS) {
         return Some(PruneReason::MaxAge {
             age_seconds: age / 1000,
@@ -200,6 +202,21 @@ impl Supervisor {
                 }
                 None => false,
             };
+            // When its tag has moved on, the engine lists the image by ID; the name it was
+            // created from is still in the container's config.
+            let image = if c.image.starts_with("sha256:") {
+                self.engine
+                    .inspect(&c.id)
+                    .await?
+                    .and_then(|i| {
+                        i.pointer("/Config/Image")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| c.image.clone())
+            } else {
+                c.image.clone()
+            };
             let recreate = format!("clawden recreate --session {scope_key}");
             let hint = match (config_current, image_matches) {
                 (true, true) => None,
@@ -221,19 +238,50 @@ impl Supervisor {
                 scope_key,
                 agent_id,
                 running: c.running,
-                image: c.image.clone(),
+                image,
                 image_matches,
                 config_current,
                 age_seconds: now.saturating_sub(created) / 1000,
-                idle_seconds: now.saturating_sub(last_used.max(created)) / 1000,
+                idle_seconds: now.saturating_sub(last_used) / 1000,
                 hint,
             });
         }
         Ok(out)
     }
 
+    /// The container name prefixes this config uses (global and per agent). `recreate --all` and
+    /// `prune` act only on sandboxes under one of them: another configuration's sandboxes (other
+    /// prefix, other state dir, unknown last use) are not this config's to judge.
+    pub fn own_prefixes(&self) -> Vec<String> {
+        let mut agents = crate::config::resolve::known_agents(&self.config);
+        agents.push(String::new()); // matches no agent section: the global settings
+        let mut p: Vec<String> = agents
+            .iter()
+            .map(|a| {
+                crate::config::resolve(&self.config, a, &self.env)
+                    .docker
+                    .container_prefix
+                    .value
+            })
+            .collect();
+        p.sort();
+        p.dedup();
+        p
+    }
+
+    async fn own_sandboxes(&self) -> Result<Vec<ContainerSummary>, SupervisorError> {
+        let prefixes = self.own_prefixes();
+        let mut all = self.engine.list_sandboxes().await?;
+        all.retain(|c| prefixes.iter().any(|p| c.name.starts_with(p.as_str())));
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
     /// The sandboxes a selector names (nothing is removed).
     pub async fn select(&self, sel: &Selector) -> Result<Vec<ContainerSummary>, SupervisorError> {
+        if *sel == Selector::All {
+            return self.own_sandboxes().await;
+        }
         let mut all = self.engine.list_sandboxes().await?;
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(match sel {
@@ -287,10 +335,10 @@ impl Supervisor {
     }
 
     /// Remove sandboxes idle longer than `idleHours` or older than `maxAgeDays`, each judged by
-    /// its own agent's settings (shared scope: the global ones). `dry_run`: only report.
+    /// its own agent's settings (shared scope: the global ones). Only this config's sandboxes
+    /// (see [`Self::own_prefixes`]). `dry_run`: only report.
     pub async fn prune(&self, now: u64, dry_run: bool) -> Result<Vec<Removed>, SupervisorError> {
-        let mut all = self.engine.list_sandboxes().await?;
-        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let all = self.own_sandboxes().await?;
         let mut out = Vec::new();
         for c in all {
             let decide = |last_used: Option<u64>| {
@@ -383,8 +431,8 @@ mod tests {
             (now - 30 * D, now - 29 * D, 24, 0, Some("idle")),
             (now - 30 * D, now - H, 0, 7, Some("maxAge")),
             (now - 2 * D, now - 2 * D, 0, 7, None),
-            // never used: idle counts from creation
-            (now - 2 * D, 0, 24, 7, Some("idle")),
+            // never used (the caller passes the creation time): idle counts from creation
+            (now - 2 * D, now - 2 * D, 24, 7, Some("idle")),
             // clock went backwards / future timestamps: nothing
             (now + D, now + D, 1, 1, None),
             // huge limits do not overflow
