@@ -1,5 +1,8 @@
 //! Sandbox images, built locally through the Engine build API from a tar context (no registry).
 //! `minimal`: the files in `images/minimal/` (compiled in) plus the host's static busybox.
+//! `toolbox`: a Debian root filesystem made by `images/toolbox/build-rootfs.sh` (compiled in, run
+//! with bash), imported through the Engine API (`POST /images/create?fromSrc=-`), then
+//! `images/toolbox/Dockerfile` built on top through the build API.
 
 use std::path::Path;
 
@@ -7,6 +10,11 @@ pub const MINIMAL_TAG: &str = "clawden-sandbox:minimal";
 const MINIMAL_DOCKERFILE: &[u8] = include_bytes!("../images/minimal/Dockerfile");
 const MINIMAL_PASSWD: &[u8] = include_bytes!("../images/minimal/etc/passwd");
 const MINIMAL_GROUP: &[u8] = include_bytes!("../images/minimal/etc/group");
+pub const TOOLBOX_TAG: &str = "clawden-sandbox:toolbox";
+/// The imported rootfs the toolbox Dockerfile builds `FROM` (repository, tag).
+pub const TOOLBOX_BASE: (&str, &str) = ("clawden-toolbox-base", "latest");
+const TOOLBOX_DOCKERFILE: &[u8] = include_bytes!("../images/toolbox/Dockerfile");
+const TOOLBOX_ROOTFS_SCRIPT: &str = include_str!("../images/toolbox/build-rootfs.sh");
 /// Where Debian's busybox-static puts its binary.
 pub const BUSYBOX_PATHS: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
@@ -20,11 +28,19 @@ pub enum ImageError {
     Read { path: String, message: String },
     #[error("cannot assemble the build context: {0}")]
     Tar(String),
+    #[error("building the toolbox root filesystem failed: {0}")]
+    Rootfs(String),
 }
 
 impl ImageError {
     pub fn fix(&self) -> &'static str {
-        "apt-get install busybox-static (or run scripts/ensure-docker.sh)"
+        match self {
+            ImageError::Rootfs(_) => {
+                "run as root with Debian's apt configured (mmdebstrap is installed if missing); see images/README.md"
+            }
+            ImageError::Tar(_) => "report this: the build context could not be assembled",
+            _ => "apt-get install busybox-static (or run scripts/ensure-docker.sh)",
+        }
     }
 }
 
@@ -101,6 +117,109 @@ pub fn minimal_context() -> Result<Vec<u8>, ImageError> {
     b.into_inner().map_err(|e| ImageError::Tar(e.to_string()))
 }
 
+/// The tar build context of `clawden-sandbox:toolbox`: its Dockerfile (no COPY; everything
+/// comes from the imported rootfs).
+pub fn toolbox_context() -> Result<Vec<u8>, ImageError> {
+    let mut b = tar::Builder::new(Vec::new());
+    add(&mut b, "Dockerfile", TOOLBOX_DOCKERFILE, 0o644)?;
+    b.into_inner().map_err(|e| ImageError::Tar(e.to_string()))
+}
+
+/// Run the compiled-in `build-rootfs.sh` with bash into `out_dir`; every line it prints goes to
+/// `progress`. Returns the path of the tarball (`out_dir/rootfs.tar`).
+pub async fn build_toolbox_rootfs(
+    out_dir: &Path,
+    progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+) -> Result<std::path::PathBuf, ImageError> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let script = out_dir.join("build-rootfs.sh");
+    std::fs::write(&script, TOOLBOX_ROOTFS_SCRIPT)
+        .map_err(|e| ImageError::Rootfs(format!("cannot write {}: {e}", script.display())))?;
+    let mut child = tokio::process::Command::new("bash")
+        .arg(&script)
+        .arg(out_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| ImageError::Rootfs(format!("cannot run bash: {e}")))?;
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(ImageError::Rootfs("no output pipes".into()));
+    };
+    // Both streams to progress; the last lines are kept for the error message.
+    let mut lines = std::pin::pin!(futures_util::stream::select(
+        tokio_stream_lines(BufReader::new(out).lines()),
+        tokio_stream_lines(BufReader::new(err).lines()),
+    ));
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    use futures_util::StreamExt;
+    while let Some(line) = lines.next().await {
+        progress(&line);
+        if tail.len() == 5 {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| ImageError::Rootfs(e.to_string()))?;
+    let tarball = out_dir.join("rootfs.tar");
+    if !status.success() || !tarball.is_file() {
+        return Err(ImageError::Rootfs(format!(
+            "build-rootfs.sh exited with {status}: {}",
+            Vec::from(tail).join(" | ")
+        )));
+    }
+    Ok(tarball)
+}
+
+fn tokio_stream_lines<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
+    lines: tokio::io::Lines<R>,
+) -> impl futures_util::Stream<Item = String> + Send {
+    futures_util::stream::unfold(lines, |mut l| async move {
+        match l.next_line().await {
+            Ok(Some(line)) => Some((line, l)),
+            _ => None,
+        }
+    })
+}
+
+/// Why a toolbox build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolboxError {
+    #[error("{0}")]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Engine(#[from] crate::engine::EngineError),
+}
+
+/// Build `clawden-sandbox:toolbox` end to end: rootfs (Debian packages) → import as
+/// `clawden-toolbox-base` → the Dockerfile on top. Returns the new image's ID.
+pub async fn build_toolbox(
+    engine: &dyn crate::engine::ContainerEngine,
+    progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+) -> Result<String, ToolboxError> {
+    let work = tempfile::Builder::new()
+        .prefix("clawden-toolbox.")
+        .tempdir()
+        .map_err(|e| ImageError::Rootfs(format!("cannot make a work directory: {e}")))?;
+    progress("step 1/3: Debian root filesystem (build-rootfs.sh)");
+    let tarball = build_toolbox_rootfs(work.path(), progress).await?;
+    let (repo, tag) = TOOLBOX_BASE;
+    progress(&format!(
+        "step 2/3: import {} as {repo}:{tag}",
+        tarball.display()
+    ));
+    engine.import_rootfs(repo, tag, &tarball, progress).await?;
+    let _ = std::fs::remove_file(&tarball);
+    progress(&format!("step 3/3: build {TOOLBOX_TAG}"));
+    Ok(engine
+        .build_image(TOOLBOX_TAG, toolbox_context()?, progress)
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +231,49 @@ mod tests {
         assert_eq!(elf_is_static(&me), Ok(false));
         assert!(elf_is_static(b"#!/bin/sh\n").is_err());
         assert!(elf_is_static(&[0x7f, b'E', b'L', b'F']).is_err());
+    }
+
+    #[test]
+    fn toolbox_context_is_the_dockerfile_on_the_imported_base() {
+        let ctx = toolbox_context().unwrap();
+        let mut a = tar::Archive::new(ctx.as_slice());
+        let entries: Vec<(String, u32, Vec<u8>)> = a
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let mut data = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().mode().unwrap(),
+                    data,
+                )
+            })
+            .collect();
+        assert_eq!(entries.len(), 1);
+        let (name, mode, data) = &entries[0];
+        assert_eq!((name.as_str(), *mode), ("Dockerfile", 0o644));
+        let text = String::from_utf8(data.clone()).unwrap();
+        // The Dockerfile builds on exactly the image the import step tags, and copies nothing
+        // from the context (which holds only the Dockerfile).
+        let from: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("FROM "))
+            .collect();
+        assert_eq!(from, [format!("FROM {}", TOOLBOX_BASE.0)]);
+        assert!(!text.lines().any(|l| {
+            let l = l.trim_start();
+            l.starts_with("COPY ") || l.starts_with("ADD ")
+        }));
+        assert!(text.contains("LABEL clawden.image=toolbox"));
+    }
+
+    #[test]
+    fn toolbox_rootfs_script_is_the_checked_in_one() {
+        assert!(TOOLBOX_ROOTFS_SCRIPT.starts_with("#!/usr/bin/env bash"));
+        assert!(TOOLBOX_ROOTFS_SCRIPT.contains("mmdebstrap"));
+        assert!(TOOLBOX_ROOTFS_SCRIPT.contains("rootfs.tar"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`config`]: the on-disk schema (JSON5, OpenClaw-compatible), lookup and profile layering.
 //! - [`decide`]: pure decisions — sessions, scope keys, names, mount plans, effective settings, hashes.
 //! - [`validate`]: the bind-mount and settings validator (pure, plus canonicalisation on the host fs).
+//! - [`doctor`]: host and engine checks plus a live self-check of a throwaway sandbox.
 //! - [`explain`]: the decision made visible, as data (JSON) and as human text.
 //! - [`exit_codes`]: every exit code the binary uses, in one place.
 //! - [`cli`]: the command line.
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod doctor;
 pub mod engine;
 pub mod exec;
 pub mod exit_codes;

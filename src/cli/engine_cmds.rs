@@ -36,9 +36,11 @@ pub enum ImageCommand {
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ImageName {
     Minimal,
+    /// Debian rootfs (mmdebstrap, needs root and the Debian mirror) + images/toolbox/Dockerfile.
+    Toolbox,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -46,7 +48,7 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn supervisor_error(json: bool, e: &SupervisorError) -> ExitCode {
+pub(super) fn supervisor_error(json: bool, e: &SupervisorError) -> ExitCode {
     report_error(json, e.code(), &e.to_string(), &e.fix());
     let code = match e {
         SupervisorError::Session(_) => exit_codes::USAGE,
@@ -96,10 +98,10 @@ pub fn ensure(g: &GlobalArgs, a: EnsureArgs) -> ExitCode {
 }
 
 pub fn image(_g: &GlobalArgs, cmd: ImageCommand) -> ExitCode {
-    let ImageCommand::Build {
-        name: ImageName::Minimal,
-        json,
-    } = cmd;
+    let ImageCommand::Build { name, json } = cmd;
+    if let ImageName::Toolbox = name {
+        return super::ops::image_toolbox(json);
+    }
     let context = match crate::images::minimal_context() {
         Ok(c) => c,
         Err(e) => {

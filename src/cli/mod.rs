@@ -3,8 +3,10 @@
 //! one JSON document on stdout.
 
 mod calls;
+mod doctor;
 mod engine_cmds;
 mod explain;
+mod ops;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
 use crate::exit_codes;
@@ -51,6 +53,14 @@ pub enum Command {
     /// Build sandbox images locally.
     #[command(subcommand)]
     Image(engine_cmds::ImageCommand),
+    /// List every sandbox container, and whether it matches the current config and image.
+    List(ops::ListArgs),
+    /// Remove sandboxes so they are recreated (with the current config) on next use.
+    Recreate(ops::RecreateArgs),
+    /// Remove sandboxes idle longer than idleHours or older than maxAgeDays (per agent).
+    Prune(ops::PruneArgs),
+    /// Check the engine, runtime, images and state dir, then a live hardened sandbox.
+    Doctor(doctor::DoctorArgs),
 }
 
 fn exit_code_help() -> String {
@@ -141,6 +151,10 @@ pub fn run() -> ExitCode {
         Command::Image(c) => engine_cmds::image(&cli.global, c),
         Command::Exec(a) => calls::exec(&cli.global, a),
         Command::Audit(a) => calls::audit(&cli.global, a),
+        Command::List(a) => ops::list(&cli.global, a),
+        Command::Recreate(a) => ops::recreate(&cli.global, a),
+        Command::Prune(a) => ops::prune(&cli.global, a),
+        Command::Doctor(a) => doctor::run(&cli.global, a),
     }
 }
 

@@ -7,8 +7,9 @@ use bollard::Docker;
 use bollard::errors::Error as BollardError;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, InspectContainerOptions,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    InspectContainerOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions,
 };
 use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap};
@@ -144,6 +145,61 @@ impl ContainerEngine for DockerEngine {
         self.image_id(tag).await?.ok_or_else(|| {
             EngineError::Api(format!(
                 "build of {tag} finished but the image is not present"
+            ))
+        })
+    }
+
+    async fn import_rootfs(
+        &self,
+        repo: &str,
+        tag: &str,
+        rootfs_tar: &std::path::Path,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<String, EngineError> {
+        let file = tokio::fs::File::open(rootfs_tar)
+            .await
+            .map_err(|e| EngineError::Api(format!("cannot open {}: {e}", rootfs_tar.display())))?;
+        // Streamed in chunks: a rootfs is hundreds of MB and need not sit in memory. A read
+        // error ends the body with that error (the engine then reports a failed import).
+        let chunks = futures_util::stream::unfold(Some(file), |f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut f = f?;
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(buf), Some(f)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .map(|r: std::io::Result<Vec<u8>>| r.map(Into::into));
+        let opts = CreateImageOptionsBuilder::new()
+            .from_src("-")
+            .repo(repo)
+            .tag(tag)
+            .message("clawden toolbox rootfs")
+            .build();
+        let mut stream =
+            self.docker
+                .create_image(Some(opts), Some(bollard::body_try_stream(chunks)), None);
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.map(e))?;
+            if let Some(err) = info.error_detail.and_then(|d| d.message).or(info.error) {
+                return Err(EngineError::Api(format!("importing {repo}:{tag}: {err}")));
+            }
+            if let Some(s) = info.status {
+                let line = s.trim_end();
+                if !line.is_empty() {
+                    progress(line);
+                }
+            }
+        }
+        let image = format!("{repo}:{tag}");
+        self.image_id(&image).await?.ok_or_else(|| {
+            EngineError::Api(format!(
+                "import of {image} finished but the image is not present"
             ))
         })
     }

@@ -125,6 +125,15 @@ pub trait ContainerEngine: Send + Sync {
         context_tar: Vec<u8>,
         progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
     ) -> Result<String, EngineError>;
+    /// Import a root filesystem tarball as image `repo:tag` (`POST /images/create?fromSrc=-`,
+    /// what `docker import` does); progress lines go to `progress`. Returns the image's ID.
+    async fn import_rootfs(
+        &self,
+        repo: &str,
+        tag: &str,
+        rootfs_tar: &std::path::Path,
+        progress: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<String, EngineError>;
     /// Every container carrying `clawden.sandbox=1`, running or not.
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError>;
     /// `docker inspect` as JSON, `None` if there is no such container.

@@ -31,6 +31,15 @@ impl ContainerEngine for Unreachable {
     ) -> Result<String, EngineError> {
         Err(self.0.clone())
     }
+    async fn import_rootfs(
+        &self,
+        _: &str,
+        _: &str,
+        _: &std::path::Path,
+        _: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+    ) -> Result<String, EngineError> {
+        Err(self.0.clone())
+    }
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError> {
         Err(self.0.clone())
     }

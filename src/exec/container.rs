@@ -118,11 +118,24 @@ pub async fn run(
     // No marker, or death by a signal (the wrapper may outlive its command by a moment when the
     // container's init dies): is the container still there?
     if (scanner.found().is_none() || code.is_some_and(|c| c > 128)) && !timed_out {
-        let running = engine
-            .inspect(t.container_id)
-            .await?
-            .and_then(|i| i.pointer("/State/Running").and_then(|v| v.as_bool()));
-        container_died = running != Some(true);
+        // A SIGKILL may be the namespace teardown of a dying container, which the engine reports
+        // a moment later: look again for up to a second before calling it alive.
+        let polls = if code == Some(137) || scanner.found().is_none() {
+            10
+        } else {
+            1
+        };
+        for i in 0..polls {
+            let running = engine
+                .inspect(t.container_id)
+                .await?
+                .and_then(|i| i.pointer("/State/Running").and_then(|v| v.as_bool()));
+            container_died = running != Some(true);
+            if container_died || i + 1 == polls {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if container_died {
             code = None;
         }
