@@ -48,6 +48,8 @@ demo: build
 	./target/release/clawden image build minimal
 	./target/release/clawden explain --config $(DEMO_CONFIG) --session $(DEMO_SESSION)
 	./target/release/clawden ensure --config $(DEMO_CONFIG) --session $(DEMO_SESSION)
+	./target/release/clawden exec --config $(DEMO_CONFIG) --session $(DEMO_SESSION) -- 'id; ls /agent; touch /x || echo "root is read-only"'
+	./target/release/clawden doctor --config $(DEMO_CONFIG)
 
 ## clean-containers: remove every sandbox container clawden created (label clawden.sandbox=1)
 clean-containers:

@@ -49,6 +49,9 @@ pub struct Env {
     pub xdg_config_home: Option<PathBuf>,
     pub xdg_state_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// clawden runs as root: its default state lives in `/var/lib/clawden`, since root's home is
+    /// a blocked mount source.
+    pub is_root: bool,
 }
 
 impl Env {
@@ -64,6 +67,7 @@ impl Env {
             xdg_config_home: var("XDG_CONFIG_HOME"),
             xdg_state_home: var("XDG_STATE_HOME"),
             home: var("HOME"),
+            is_root: nix::unistd::geteuid().is_root(),
         }
     }
 
@@ -71,10 +75,14 @@ impl Env {
         self.home.clone().unwrap_or_else(|| PathBuf::from("/root"))
     }
 
-    /// `CLAWDEN_HOME`, else `$XDG_STATE_HOME/clawden`, else `~/.local/state/clawden`.
+    /// `CLAWDEN_HOME`, else `$XDG_STATE_HOME/clawden`, else `/var/lib/clawden` for root, else
+    /// `~/.local/state/clawden`.
     pub fn state_dir(&self) -> PathBuf {
         if let Some(h) = &self.clawden_home {
             return h.clone();
+        }
+        if self.is_root && self.xdg_state_home.is_none() {
+            return PathBuf::from("/var/lib/clawden");
         }
         let base = self
             .xdg_state_home
@@ -356,6 +364,8 @@ mod tests {
         assert_eq!(env3.state_dir(), PathBuf::from("/state"));
         assert_eq!(env3.expand_tilde("~/ws"), PathBuf::from("/h/ws"));
         assert_eq!(env3.expand_tilde("/abs"), PathBuf::from("/abs"));
+        let root = Env { is_root: true, home: Some("/root".into()), ..Default::default() };
+        assert_eq!(root.state_dir(), PathBuf::from("/var/lib/clawden"));
     }
 
     #[test]
