@@ -194,3 +194,20 @@ fn json_shapes() {
             .starts_with("sha256:")
     );
 }
+
+#[test]
+fn an_unreachable_engine_is_reported_with_the_fix_and_direct_calls_still_work() {
+    let w = World::new();
+    let c = cfg(&w, "cdt-unreach-", "non-main");
+    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_clawden")).args(args).env("CLAWDEN_HOME", w.path("state")).env("DOCKER_HOST", "unix:///nonexistent-clawden.sock").output().unwrap();
+    let o = run(&["ensure", "--config", c.to_str().unwrap(), "--session", "g", "--json"]);
+    assert_eq!(o.status.code(), Some(6));
+    let j = json(&o);
+    assert_eq!(j["error"]["code"], "engine_unreachable");
+    assert!(j["error"]["fix"].as_str().unwrap().contains("ensure-docker.sh"));
+    let o = run(&["exec", "--config", c.to_str().unwrap(), "--session", "g", "--json", "--", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(json(&o)["error"]["code"], "engine_unreachable");
+    let o = run(&["exec", "--config", c.to_str().unwrap(), "--", "echo direct"]);
+    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).to_string()), (Some(0), "direct\n".to_string()));
+}

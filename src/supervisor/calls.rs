@@ -113,7 +113,7 @@ pub fn host_cwd(agent_workspace: &Path, requested: Option<&str>) -> Result<PathB
 }
 
 impl Supervisor {
-    fn audit(
+    pub(crate) fn audit_call(
         &self,
         plan: Option<&SandboxPlan>,
         req_session: &Option<String>,
@@ -174,7 +174,7 @@ impl Supervisor {
         let summary = result
             .as_ref()
             .map(|o| (o.exit_code, Some(o.stdout_bytes + o.stderr_bytes)));
-        self.audit(
+        self.audit_call(
             plan.as_ref(),
             &req.session,
             "exec",

@@ -391,7 +391,7 @@ fn planned_mounts(spec: &ContainerSpec) -> BTreeSet<(String, String, bool)> {
 }
 
 /// `mkdir -p`, giving each directory it creates to `owner` (when clawden runs as root).
-fn create_dir_owned(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+pub(crate) fn create_dir_owned(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(p) = cur {
