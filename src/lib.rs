@@ -14,6 +14,7 @@ pub mod decide;
 pub mod engine;
 pub mod exit_codes;
 pub mod explain;
+pub mod fileio;
 pub mod images;
 pub mod supervisor;
 pub mod validate;
