@@ -132,6 +132,16 @@ pub fn write_file(
     // After fchown (which clears set-id bits anyway): the final mode, never set-id.
     openat::fchmod(file.as_fd(), FILE_MODE).map_err(err)?;
     openat::fsync(file.as_fd()).map_err(err)?;
+    // The container may have renamed our temp name away and put something else there; then
+    // the rename would install its object, not our content. Refuse rather than claim success.
+    // (A swap between this check and the rename only moves the container's own object within
+    // its own directory: no harm to anyone but itself. Concurrent clawden writes to the same
+    // leaf use distinct temp names, so they never trip this.)
+    let ours = openat::fstat(file.as_fd()).map_err(err)?;
+    match openat::lstatat(dir, &guard.name) {
+        Ok(st) if st.st_dev == ours.st_dev && st.st_ino == ours.st_ino => {}
+        _ => return Err(err(Errno::EBUSY)),
+    }
     drop(file);
     openat::renameat(dir, &guard.name, leaf).map_err(err)?;
     guard.armed = false;
