@@ -18,6 +18,7 @@ pub mod engine;
 pub mod exec;
 pub mod exit_codes;
 pub mod explain;
+pub mod fileio;
 pub mod images;
 pub mod supervisor;
 pub mod validate;

@@ -199,15 +199,133 @@ fn json_shapes() {
 fn an_unreachable_engine_is_reported_with_the_fix_and_direct_calls_still_work() {
     let w = World::new();
     let c = cfg(&w, "cdt-unreach-", "non-main");
-    let run = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_clawden")).args(args).env("CLAWDEN_HOME", w.path("state")).env("DOCKER_HOST", "unix:///nonexistent-clawden.sock").output().unwrap();
-    let o = run(&["ensure", "--config", c.to_str().unwrap(), "--session", "g", "--json"]);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_clawden"))
+            .args(args)
+            .env("CLAWDEN_HOME", w.path("state"))
+            .env("DOCKER_HOST", "unix:///nonexistent-clawden.sock")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "ensure",
+        "--config",
+        c.to_str().unwrap(),
+        "--session",
+        "g",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(6));
     let j = json(&o);
     assert_eq!(j["error"]["code"], "engine_unreachable");
-    assert!(j["error"]["fix"].as_str().unwrap().contains("ensure-docker.sh"));
-    let o = run(&["exec", "--config", c.to_str().unwrap(), "--session", "g", "--json", "--", "true"]);
+    assert!(
+        j["error"]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("ensure-docker.sh")
+    );
+    let o = run(&[
+        "exec",
+        "--config",
+        c.to_str().unwrap(),
+        "--session",
+        "g",
+        "--json",
+        "--",
+        "true",
+    ]);
     assert_eq!(o.status.code(), Some(125));
     assert_eq!(json(&o)["error"]["code"], "engine_unreachable");
     let o = run(&["exec", "--config", c.to_str().unwrap(), "--", "echo direct"]);
-    assert_eq!((o.status.code(), String::from_utf8_lossy(&o.stdout).to_string()), (Some(0), "direct\n".to_string()));
+    assert_eq!(
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).to_string()
+        ),
+        (Some(0), "direct\n".to_string())
+    );
+}
+
+#[test]
+fn read_and_write_commands() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { engine().await });
+    let sw = sweep("clirw");
+    let w = World::new();
+    let c = cfg(&w, &sw.prefix, "all");
+    let c = c.to_str().unwrap();
+    let input = w.path("input.bin");
+    std::fs::write(&input, b"\x00\x01binary\xff").unwrap();
+    let o = clawden(
+        &w,
+        &[
+            "write",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "out/data.bin",
+            "--from",
+            input.to_str().unwrap(),
+            "--mkdir",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    insta::assert_json_snapshot!("write_json", json(&o));
+    let o = clawden(
+        &w,
+        &[
+            "read",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "out/data.bin",
+            "--json",
+        ],
+    );
+    insta::assert_json_snapshot!("read_json", json(&o));
+    let o = clawden(
+        &w,
+        &["read", "--config", c, "--session", "g", "out/data.bin"],
+    );
+    assert_eq!(o.stdout, b"\x00\x01binary\xff");
+    let o = clawden(
+        &w,
+        &[
+            "read",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "out/data.bin",
+            "--offset",
+            "2",
+            "--length",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(json(&o)["content"], "bin");
+    let o = clawden(
+        &w,
+        &[
+            "read",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "/etc/passwd",
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5));
+    insta::assert_json_snapshot!("read_refused_json", json(&o));
 }

@@ -3,28 +3,53 @@
 
 mod common;
 
+use clawden::exec::ExecRequest;
 use clawden::supervisor::Supervisor;
 use clawden::supervisor::calls::CallError;
 use clawden::supervisor::files::{ReadRequest, WriteRequest};
-use clawden::exec::ExecRequest;
 use common::*;
 use std::path::Path;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn read(path: &str) -> ReadRequest {
-    ReadRequest { session: Some("g".into()), path: path.into(), ..Default::default() }
+    ReadRequest {
+        session: Some("g".into()),
+        path: path.into(),
+        ..Default::default()
+    }
 }
 
 fn write(path: &str, content: &[u8]) -> WriteRequest {
-    WriteRequest { session: Some("g".into()), path: path.into(), content: content.to_vec(), ..Default::default() }
+    WriteRequest {
+        session: Some("g".into()),
+        path: path.into(),
+        content: content.to_vec(),
+        ..Default::default()
+    }
 }
 
 async fn sh(s: &Supervisor, cmd: &str) -> String {
-    let o = s.exec(ExecRequest { session: Some("g".into()), command: cmd.into(), ..Default::default() }).await.unwrap();
-    assert_eq!(o.exit_code, Some(0), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = s
+        .exec(ExecRequest {
+            session: Some("g".into()),
+            command: cmd.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        o.exit_code,
+        Some(0),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -96,11 +121,20 @@ fn direct_sessions_read_and_write_the_agent_workspace_only() {
         assert_eq!(std::fs::read(w.path("ws/note.txt")).unwrap(), b"direct");
         assert_eq!(s.read(read("note.txt")).await.unwrap().content, b"direct");
         let abs = w.path("ws/note.txt");
-        assert_eq!(s.read(read(abs.to_str().unwrap())).await.unwrap().content, b"direct");
+        assert_eq!(
+            s.read(read(abs.to_str().unwrap())).await.unwrap().content,
+            b"direct"
+        );
         assert_eq!(code(s.read(read("/etc/passwd")).await), "not_on_mount");
         assert_eq!(code(s.read(read("../outside")).await), "not_on_mount");
         std::os::unix::fs::symlink("/etc/passwd", w.path("ws/link")).unwrap();
-        assert_ne!(s.read(read("link")).await.map(|r| r.content).unwrap_or_default(), std::fs::read("/etc/passwd").unwrap());
+        assert_ne!(
+            s.read(read("link"))
+                .await
+                .map(|r| r.content)
+                .unwrap_or_default(),
+            std::fs::read("/etc/passwd").unwrap()
+        );
     });
 }
 

@@ -209,3 +209,129 @@ pub fn audit(g: &GlobalArgs, a: AuditArgs) -> ExitCode {
     out(&text);
     ExitCode::SUCCESS
 }
+
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    #[arg(long, value_name = "KEY")]
+    pub session: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    /// Container path (relative paths start at the workdir); for direct sessions, a path in the
+    /// agent workspace.
+    pub path: String,
+    #[arg(long, default_value_t = 0)]
+    pub offset: u64,
+    #[arg(long)]
+    pub length: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    #[arg(long, value_name = "KEY")]
+    pub session: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    pub path: String,
+    /// Read the content from this host file instead of stdin.
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<std::path::PathBuf>,
+    /// Create missing parent directories.
+    #[arg(long)]
+    pub mkdir: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn read(g: &GlobalArgs, a: ReadArgs) -> ExitCode {
+    let ctx = match Context::load(g) {
+        Ok(c) => c,
+        Err(e) => return config_error(a.json, &e),
+    };
+    let req = crate::supervisor::files::ReadRequest {
+        session: a.session.clone(),
+        agent: a.agent.clone(),
+        path: a.path.clone(),
+        offset: a.offset,
+        length: a.length,
+    };
+    runtime().block_on(async {
+        let sup = supervisor(ctx).await;
+        match sup.read(req).await {
+            Ok(r) => {
+                if a.json {
+                    let (content, encoding) = encode(&r.content);
+                    out_json(&serde_json::json!({"content": content, "encoding": encoding, "size": r.size, "truncated": r.truncated, "path": r.path}));
+                } else {
+                    let mut stdout = std::io::stdout().lock();
+                    let _ = stdout.write_all(&r.content).and_then(|_| stdout.flush());
+                    if r.truncated {
+                        eprintln!("clawden: truncated: {} of {} bytes shown", r.content.len(), r.size);
+                    }
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => ExitCode::from(call_error(a.json, &e)),
+        }
+    })
+}
+
+pub fn write(g: &GlobalArgs, a: WriteArgs) -> ExitCode {
+    use std::io::Read;
+    let ctx = match Context::load(g) {
+        Ok(c) => c,
+        Err(e) => return config_error(a.json, &e),
+    };
+    // Read at most one byte over the session's write cap: a huge input never fills memory, and
+    // the supervisor refuses what is over the cap.
+    let (main_key, scope) = crate::config::resolve::session_settings(&ctx.config);
+    // A malformed session key is reported by the supervisor below; the cap then does not matter.
+    let agent =
+        crate::decide::resolve_session(a.session.as_deref(), a.agent.as_deref(), &main_key, scope)
+            .map(|s| s.agent_id)
+            .unwrap_or_else(|_| "main".into());
+    let limit = crate::config::resolve(&ctx.config, &agent, &ctx.env)
+        .calls
+        .max_write_bytes
+        .value
+        .0;
+    let mut content = Vec::new();
+    let read = match &a.from {
+        Some(p) => std::fs::File::open(p).and_then(|f| f.take(limit + 1).read_to_end(&mut content)),
+        None => std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_end(&mut content),
+    };
+    if let Err(e) = read {
+        report_error(
+            a.json,
+            "input_error",
+            &format!("cannot read the content: {e}"),
+            "check --from",
+        );
+        return ExitCode::from(exit_codes::FAILURE);
+    }
+    let req = crate::supervisor::files::WriteRequest {
+        session: a.session.clone(),
+        agent: a.agent.clone(),
+        path: a.path.clone(),
+        content,
+        mkdir: a.mkdir,
+    };
+    runtime().block_on(async {
+        let sup = supervisor(ctx).await;
+        match sup.write(req).await {
+            Ok(r) => {
+                if a.json {
+                    out_json(&r);
+                } else {
+                    out(&format!("wrote {} bytes to {}\n", r.bytes_written, r.path));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => ExitCode::from(call_error(a.json, &e)),
+        }
+    })
+}

@@ -48,6 +48,10 @@ pub enum Command {
     Ensure(engine_cmds::EnsureArgs),
     /// Run a command for a session: in its sandbox, or on the host for direct sessions.
     Exec(calls::ExecArgs),
+    /// Read a file of a session (through a bind mount; race-free on the host side).
+    Read(calls::ReadArgs),
+    /// Write a file of a session atomically (content from stdin or --from).
+    Write(calls::WriteArgs),
     /// Show recent audit-log entries (one per tool-call decision).
     Audit(calls::AuditArgs),
     /// Build sandbox images locally.
@@ -151,6 +155,8 @@ pub fn run() -> ExitCode {
         Command::Image(c) => engine_cmds::image(&cli.global, c),
         Command::Exec(a) => calls::exec(&cli.global, a),
         Command::Audit(a) => calls::audit(&cli.global, a),
+        Command::Read(a) => calls::read(&cli.global, a),
+        Command::Write(a) => calls::write(&cli.global, a),
         Command::List(a) => ops::list(&cli.global, a),
         Command::Recreate(a) => ops::recreate(&cli.global, a),
         Command::Prune(a) => ops::prune(&cli.global, a),

@@ -364,7 +364,11 @@ mod tests {
         assert_eq!(env3.state_dir(), PathBuf::from("/state"));
         assert_eq!(env3.expand_tilde("~/ws"), PathBuf::from("/h/ws"));
         assert_eq!(env3.expand_tilde("/abs"), PathBuf::from("/abs"));
-        let root = Env { is_root: true, home: Some("/root".into()), ..Default::default() };
+        let root = Env {
+            is_root: true,
+            home: Some("/root".into()),
+            ..Default::default()
+        };
         assert_eq!(root.state_dir(), PathBuf::from("/var/lib/clawden"));
     }
 

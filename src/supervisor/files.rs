@@ -53,10 +53,21 @@ fn file_error(e: fileio::FileError) -> CallError {
 /// The mounts a call's paths may use, and the directory relative paths start from.
 fn roots(plan: &SandboxPlan) -> (Vec<PlannedMount>, String) {
     if plan.sandboxed {
-        (plan.container.mounts.clone(), plan.container.workdir.clone())
+        (
+            plan.container.mounts.clone(),
+            plan.container.workdir.clone(),
+        )
     } else {
         let ws = plan.agent_workspace.to_string_lossy().into_owned();
-        (vec![PlannedMount { host: plan.agent_workspace.clone(), container: ws.clone(), access: Access::Rw, source: MountSource::Agent }], ws)
+        (
+            vec![PlannedMount {
+                host: plan.agent_workspace.clone(),
+                container: ws.clone(),
+                access: Access::Rw,
+                source: MountSource::Agent,
+            }],
+            ws,
+        )
     }
 }
 
@@ -73,9 +84,14 @@ fn numeric_owner(user: &str) -> Option<(u32, u32)> {
 
 impl Supervisor {
     fn prepare_dirs(&self, plan: &SandboxPlan) -> Result<(), CallError> {
-        let dirs: Vec<_> = if plan.sandboxed { plan.container.create_dirs.clone() } else { vec![plan.agent_workspace.clone()] };
+        let dirs: Vec<_> = if plan.sandboxed {
+            plan.container.create_dirs.clone()
+        } else {
+            vec![plan.agent_workspace.clone()]
+        };
         for d in dirs {
-            super::create_dir_owned(&d, plan.container.dir_owner).map_err(|e| SupervisorError::Io(format!("cannot create {}: {e}", d.display())))?;
+            super::create_dir_owned(&d, plan.container.dir_owner)
+                .map_err(|e| SupervisorError::Io(format!("cannot create {}: {e}", d.display())))?;
         }
         Ok(())
     }
@@ -88,26 +104,50 @@ impl Supervisor {
             Ok((eff, plan)) => self.read_planned(&eff, &plan, &req).await,
             Err(e) => Err(e.into()),
         };
-        self.audit_call(plan.as_ref(), &req.session, "read", req.path.clone(), result.as_ref().map(|r| (None, Some(r.content.len() as u64))), started);
+        self.audit_call(
+            plan.as_ref(),
+            &req.session,
+            "read",
+            req.path.clone(),
+            result
+                .as_ref()
+                .map(|r| (None, Some(r.content.len() as u64))),
+            started,
+        );
         result
     }
 
-    async fn read_planned(&self, eff: &crate::config::EffectiveSandbox, plan: &SandboxPlan, req: &ReadRequest) -> Result<ReadResult, CallError> {
+    async fn read_planned(
+        &self,
+        eff: &crate::config::EffectiveSandbox,
+        plan: &SandboxPlan,
+        req: &ReadRequest,
+    ) -> Result<ReadResult, CallError> {
         if !plan.problems.is_empty() {
             return Err(SupervisorError::Problems(plan.problems.clone()).into());
         }
         let mapped = map(plan, &req.path)?;
         self.prepare_dirs(plan)?;
         let cap = eff.calls.max_read_bytes.value.0;
-        let (offset, length, relative, host_root) = (req.offset, req.length, mapped.relative.clone(), mapped.host_root.clone());
+        let (offset, length, relative, host_root) = (
+            req.offset,
+            req.length,
+            mapped.relative.clone(),
+            mapped.host_root.clone(),
+        );
         let out = tokio::task::spawn_blocking(move || {
             let root = fileio::open_root(&host_root)?;
             fileio::read_file(&root, &relative, offset, length, cap)
         })
         .await
         .map_err(|e| SupervisorError::Io(e.to_string()))?
-        .map_err(file_error)?;
-        Ok(ReadResult { content: out.content, size: out.size, truncated: out.truncated, path: mapped.container_path })
+        .map_err(|e| file_error(e.with_value(mapped.container_path.clone())))?;
+        Ok(ReadResult {
+            content: out.content,
+            size: out.size,
+            truncated: out.truncated,
+            path: mapped.container_path,
+        })
     }
 
     pub async fn write(&self, req: WriteRequest) -> Result<WriteResult, CallError> {
@@ -118,11 +158,23 @@ impl Supervisor {
             Ok((eff, plan)) => self.write_planned(&eff, &plan, &req).await,
             Err(e) => Err(e.into()),
         };
-        self.audit_call(plan.as_ref(), &req.session, "write", req.path.clone(), result.as_ref().map(|r| (None, Some(r.bytes_written))), started);
+        self.audit_call(
+            plan.as_ref(),
+            &req.session,
+            "write",
+            req.path.clone(),
+            result.as_ref().map(|r| (None, Some(r.bytes_written))),
+            started,
+        );
         result
     }
 
-    async fn write_planned(&self, eff: &crate::config::EffectiveSandbox, plan: &SandboxPlan, req: &WriteRequest) -> Result<WriteResult, CallError> {
+    async fn write_planned(
+        &self,
+        eff: &crate::config::EffectiveSandbox,
+        plan: &SandboxPlan,
+        req: &WriteRequest,
+    ) -> Result<WriteResult, CallError> {
         if !plan.problems.is_empty() {
             return Err(SupervisorError::Problems(plan.problems.clone()).into());
         }
@@ -141,21 +193,40 @@ impl Supervisor {
             return Err(CallError::Refused(Refusal {
                 code: RefusalCode::TooLarge,
                 value: format!("{} bytes", req.content.len()),
-                message: format!("content of {} bytes is over the write cap of {cap} bytes", req.content.len()),
+                message: format!(
+                    "content of {} bytes is over the write cap of {cap} bytes",
+                    req.content.len()
+                ),
                 fix: "raise agents.defaults.sandbox.calls.maxWriteBytes or write less".into(),
             }));
         }
         self.prepare_dirs(plan)?;
-        let owner = if plan.sandboxed { numeric_owner(&plan.container.user) } else { None };
-        let opts = WriteOptions { mkdir_parents: req.mkdir, owner, cap, read_only_mount: false };
-        let (relative, host_root, content) = (mapped.relative.clone(), mapped.host_root.clone(), req.content.clone());
+        let owner = if plan.sandboxed {
+            numeric_owner(&plan.container.user)
+        } else {
+            None
+        };
+        let opts = WriteOptions {
+            mkdir_parents: req.mkdir,
+            owner,
+            cap,
+            read_only_mount: false,
+        };
+        let (relative, host_root, content) = (
+            mapped.relative.clone(),
+            mapped.host_root.clone(),
+            req.content.clone(),
+        );
         let out = tokio::task::spawn_blocking(move || {
             let root = fileio::open_root(&host_root)?;
             fileio::write_file(&root, &relative, &content, opts)
         })
         .await
         .map_err(|e| SupervisorError::Io(e.to_string()))?
-        .map_err(file_error)?;
-        Ok(WriteResult { bytes_written: out.bytes_written, path: mapped.container_path })
+        .map_err(|e| file_error(e.with_value(mapped.container_path.clone())))?;
+        Ok(WriteResult {
+            bytes_written: out.bytes_written,
+            path: mapped.container_path,
+        })
     }
 }

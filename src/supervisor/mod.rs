@@ -2,6 +2,7 @@
 //! (`Arc<Supervisor>`): per-scope work is serialised by file locks that also hold across processes.
 
 pub mod calls;
+pub mod files;
 pub mod ops;
 pub mod state;
 

@@ -47,15 +47,43 @@ pub enum RefusalCode {
     InvalidValue,
     /// A call asked for root, another user, or privileges.
     PrivilegeRequested,
-    /// A call's command, env, stdin or file content is over its cap.
-    TooLarge,
-    /// A call's working directory or path is not on a mount (or not in the agent workspace).
+    /// A file-tool container path that lies on no bind mount.
     NotOnMount,
+    /// A write to a read-only mount (refused before any syscall) or a read-only filesystem (`EROFS`).
+    ReadOnlyMount,
+    /// Content over the configured byte cap.
+    TooLarge,
+    /// A symlink where none is accepted (e.g. a mount's host root that is no longer canonical).
+    SymlinkRefused,
+    /// The kernel lacks a facility required for safe operation (e.g. `openat2`): fail closed.
+    Unsupported,
+    /// A file-tool path (or one of its parents) that does not exist (`ENOENT`).
+    NotFound,
+    /// A file-tool path that is a directory where a file is needed (`EISDIR`).
+    IsDirectory,
+    /// A parent component that is not a directory (`ENOTDIR`).
+    NotDirectory,
+    /// Too many levels of symbolic links (`ELOOP`).
+    SymlinkLoop,
+    /// Resolution would leave the mount root: an absolute symlink or `..` climbing out (`EXDEV` from `RESOLVE_BENEATH`).
+    EscapesRoot,
+    /// Too many hard links or directory entries (`EMLINK`).
+    TooManyLinks,
+    /// The host refused access (`EACCES` / `EPERM`).
+    PermissionDenied,
+    /// A path or component over the kernel's limits (`ENAMETOOLONG`).
+    NameTooLong,
+    /// No space or quota left on the host filesystem (`ENOSPC` / `EDQUOT`).
+    NoSpace,
+    /// The file was changed or in use concurrently and the call could not complete safely (`EAGAIN` after retries, `EBUSY`, `ETXTBSY`).
+    Busy,
+    /// Any other I/O error; the message names the errno.
+    IoError,
 }
 
 impl RefusalCode {
     /// Every code, in declaration order (for docs and exhaustive tests).
-    pub const ALL: [RefusalCode; 22] = [
+    pub const ALL: [RefusalCode; 36] = [
         RefusalCode::NonAbsolute,
         RefusalCode::BlockedPath,
         RefusalCode::CoversBlockedPath,
@@ -76,8 +104,22 @@ impl RefusalCode {
         RefusalCode::InvalidNetwork,
         RefusalCode::InvalidValue,
         RefusalCode::PrivilegeRequested,
-        RefusalCode::TooLarge,
         RefusalCode::NotOnMount,
+        RefusalCode::ReadOnlyMount,
+        RefusalCode::TooLarge,
+        RefusalCode::SymlinkRefused,
+        RefusalCode::Unsupported,
+        RefusalCode::NotFound,
+        RefusalCode::IsDirectory,
+        RefusalCode::NotDirectory,
+        RefusalCode::SymlinkLoop,
+        RefusalCode::EscapesRoot,
+        RefusalCode::TooManyLinks,
+        RefusalCode::PermissionDenied,
+        RefusalCode::NameTooLong,
+        RefusalCode::NoSpace,
+        RefusalCode::Busy,
+        RefusalCode::IoError,
     ];
 
     /// The stable snake_case tag (identical to the serde form).
@@ -103,8 +145,22 @@ impl RefusalCode {
             RefusalCode::InvalidNetwork => "invalid_network",
             RefusalCode::InvalidValue => "invalid_value",
             RefusalCode::PrivilegeRequested => "privilege_requested",
-            RefusalCode::TooLarge => "too_large",
             RefusalCode::NotOnMount => "not_on_mount",
+            RefusalCode::ReadOnlyMount => "read_only_mount",
+            RefusalCode::TooLarge => "too_large",
+            RefusalCode::SymlinkRefused => "symlink_refused",
+            RefusalCode::Unsupported => "unsupported",
+            RefusalCode::NotFound => "not_found",
+            RefusalCode::IsDirectory => "is_directory",
+            RefusalCode::NotDirectory => "not_directory",
+            RefusalCode::SymlinkLoop => "symlink_loop",
+            RefusalCode::EscapesRoot => "escapes_root",
+            RefusalCode::TooManyLinks => "too_many_links",
+            RefusalCode::PermissionDenied => "permission_denied",
+            RefusalCode::NameTooLong => "name_too_long",
+            RefusalCode::NoSpace => "no_space",
+            RefusalCode::Busy => "busy",
+            RefusalCode::IoError => "io_error",
         }
     }
 }
