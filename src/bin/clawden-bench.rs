@@ -131,7 +131,7 @@ async fn run() -> Vec<Line> {
     let dir = tempfile::tempdir().unwrap();
     let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let text = format!(
-        r#"{{ agents: {{ defaults: {{ workspace: "{ws}", sandbox: {{ mode: "all", scope: "session", workspaceRoot: "{root}", docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#,
+        r#"{{ agents: {{ defaults: {{ workspace: "{ws}", sandbox: {{ mode: "all", scope: "session", calls: {{ maxReadBytes: "128m", maxWriteBytes: "128m" }}, workspaceRoot: "{root}", docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#,
         ws = dir.path().join("ws").display(),
         root = dir.path().join("sbx").display()
     );
@@ -319,7 +319,78 @@ async fn run() -> Vec<Line> {
     lines
 }
 
-#[allow(unused_variables)]
 async fn bench_files(sup: &Supervisor, container: &str) -> Vec<Line> {
-    Vec::new()
+    use clawden::supervisor::files::{ReadRequest, WriteRequest};
+    let mut lines = Vec::new();
+    let tmp = tempfile::tempdir().unwrap();
+    for (label, size, reps) in [
+        ("4 KiB", 4usize << 10, 50),
+        ("1 MiB", 1 << 20, 20),
+        ("64 MiB", 64 << 20, 5),
+    ] {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let src = tmp.path().join("src");
+        std::fs::write(&src, &data).unwrap();
+        let (mut w_ours, mut w_theirs, mut r_ours, mut r_theirs) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..reps {
+            let t = Instant::now();
+            let w = sup
+                .write(WriteRequest {
+                    session: Some("b0".into()),
+                    path: "bench.bin".into(),
+                    content: data.clone(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            w_ours.push(ms(t.elapsed()));
+            assert_eq!(w.bytes_written as usize, size);
+            let t = Instant::now();
+            docker(&[
+                "cp",
+                src.to_str().unwrap(),
+                &format!("{container}:/workspace/bench-cp.bin"),
+            ]);
+            w_theirs.push(ms(t.elapsed()));
+            let t = Instant::now();
+            let r = sup
+                .read(ReadRequest {
+                    session: Some("b0".into()),
+                    path: "bench.bin".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            r_ours.push(ms(t.elapsed()));
+            assert_eq!(r.content.len(), size);
+            let dst = tmp.path().join("dst");
+            let t = Instant::now();
+            docker(&[
+                "cp",
+                &format!("{container}:/workspace/bench-cp.bin"),
+                dst.to_str().unwrap(),
+            ]);
+            r_theirs.push(ms(t.elapsed()));
+            let _ = std::fs::remove_file(&dst);
+        }
+        let (a, b) = (pct(&mut w_ours, 0.5), pct(&mut w_theirs, 0.5));
+        lines.push(Line {
+            name: format!("write {label} p50 (n={reps})"),
+            unit: "ms".into(),
+            clawden: a,
+            docker: b,
+            ratio: a / b,
+            note: "vs docker cp host->container".into(),
+        });
+        let (a, b) = (pct(&mut r_ours, 0.5), pct(&mut r_theirs, 0.5));
+        lines.push(Line {
+            name: format!("read {label} p50 (n={reps})"),
+            unit: "ms".into(),
+            clawden: a,
+            docker: b,
+            ratio: a / b,
+            note: "vs docker cp container->host".into(),
+        });
+    }
+    lines
 }
