@@ -140,7 +140,7 @@ fn background_children_do_not_hold_the_call_and_timeouts_kill_everything() {
         let o = s
             .exec(with_timeout(
                 "g",
-                "sleep 777 & (setsid sleep 778 &); sleep 779",
+                "sleep 777 & (setsid sleep 778 &); env -i sleep 776 & sleep 779",
                 1.0,
             ))
             .await

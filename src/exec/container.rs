@@ -35,7 +35,14 @@ pub async fn run(
         cmd: wrapped_argv(&call_id, &req.command, req.stdin.as_deref()),
         user: Some(t.user.to_string()),
         workdir: Some(t.workdir.to_string()),
-        env: t.env.clone(),
+        // The marker is in the wrapper's own initial environment too, so the scan recognises it
+        // as the leader of the call's session.
+        env: t
+            .env
+            .iter()
+            .cloned()
+            .chain(std::iter::once(format!("CLAWDEN_CALL={call_id}")))
+            .collect(),
     };
     let mut stream = engine.exec_stream(t.container_id, &spec).await?;
     let mut out = HeadTail::new(limits.max_output_bytes);

@@ -42,17 +42,28 @@ pub async fn run(
     let call_id = new_call_id();
     let argv = wrapped_argv(&call_id, &req.command, req.stdin.as_deref());
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(&argv[0])
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
         .args(&argv[1..])
         .env_clear()
         .envs(env)
+        .env("CLAWDEN_CALL", &call_id)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(false)
-        .spawn()?;
+        .kill_on_drop(false);
+    // The wrapper leads its own session, so a timeout can also kill children that cleared the
+    // call marker from their environment (see `kill`).
+    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = command.spawn()?;
     let mut stdout = child.stdout.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let mut out = HeadTail::new(limits.max_output_bytes);

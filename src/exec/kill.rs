@@ -1,7 +1,13 @@
 //! Killing every process of one call: the processes whose environment carries the call's marker
-//! (`CLAWDEN_CALL=<id>`, a fresh UUID), found by scanning `/proc` — on the host for direct calls
-//! and, for a local engine, for sandboxed ones (container processes are host processes). Re-runs
-//! until a scan finds none, so a process forking while it is being killed is caught too.
+//! (`CLAWDEN_CALL=<id>`, a fresh UUID), and every process in the session of a marked session
+//! leader (the call's wrapper leads its own session: Docker's exec does setsid, and host calls are
+//! started with setsid), which catches children that cleared their environment. Found by scanning
+//! `/proc` — on the host for direct calls and, for a local engine, for sandboxed ones (container
+//! processes are host processes). Re-runs until a scan finds none, so a process forking while it
+//! is being killed is caught too. Only a process that both clears its environment and starts a
+//! new session escapes; the container's pids limit and its lifetime still bound it.
+
+use std::collections::BTreeSet;
 
 use std::time::{Duration, Instant};
 
@@ -17,14 +23,30 @@ fn has_marker(environ: &[u8], marker: &[u8]) -> bool {
     environ.split(|&b| b == 0).any(|kv| kv == marker)
 }
 
-/// One pass over `/proc`: SIGKILL every process carrying the marker.
-pub fn kill_marked_once(call_id: &str) -> KillReport {
+/// (process group, session) of a live process, from `/proc/<pid>/stat` (after the last `)` of
+/// comm). `None` for zombies and dead processes: they are already killed, only not yet reaped.
+fn pgrp_and_session(stat: &str) -> Option<(i32, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    if matches!(f.next()?, "Z" | "X" | "x") {
+        return None;
+    }
+    let _ppid = f.next()?;
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// One pass over `/proc`: SIGKILL every process carrying the marker or living in the session of
+/// a marked session leader. `sessions` remembers those sessions across passes (the leader may
+/// already be dead in a later pass).
+fn kill_pass(call_id: &str, sessions: &mut BTreeSet<i32>) -> KillReport {
     let marker = format!("CLAWDEN_CALL={call_id}").into_bytes();
-    let me = std::process::id();
+    let me = std::process::id() as i32;
+    let my_session = nix::unistd::getsid(None).map(|p| p.as_raw()).unwrap_or(-1);
     let mut report = KillReport::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return report;
     };
+    let mut procs = Vec::new();
     for entry in dir.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -33,34 +55,55 @@ pub fn kill_marked_once(call_id: &str) -> KillReport {
         else {
             continue;
         };
-        if pid as u32 == me {
+        if pid == me {
             continue;
         }
-        match std::fs::read(entry.path().join("environ")) {
-            Ok(env) if has_marker(&env, &marker) => {
-                if nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .is_ok()
-                {
-                    report.killed += 1;
+        let session = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(pgrp_and_session)
+            .map(|(_, s)| s);
+        let marked = match std::fs::read(entry.path().join("environ")) {
+            Ok(env) => has_marker(&env, &marker),
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    report.unreadable += 1;
                 }
+                false
             }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => report.unreadable += 1,
-            Err(_) => {}
+        };
+        if marked && session == Some(pid) && pid != my_session {
+            sessions.insert(pid);
+        }
+        procs.push((pid, marked, session));
+    }
+    for (pid, marked, session) in procs {
+        let in_session = session.is_some_and(|s| sessions.contains(&s) && s != my_session);
+        if (marked || in_session)
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+        {
+            report.killed += 1;
         }
     }
     report
 }
 
+/// One pass over `/proc` without session memory (for checks).
+pub fn kill_marked_once(call_id: &str) -> KillReport {
+    kill_pass(call_id, &mut BTreeSet::new())
+}
+
 /// Kill until a pass finds nothing (or `budget` runs out). Returns the total.
 pub fn kill_marked(call_id: &str, budget: Duration) -> KillReport {
     let start = Instant::now();
+    let mut sessions = BTreeSet::new();
     let mut total = KillReport::default();
     loop {
-        let r = kill_marked_once(call_id);
+        let r = kill_pass(call_id, &mut sessions);
         total.killed += r.killed;
         total.unreadable = r.unreadable;
         if r.killed == 0 || start.elapsed() > budget {
@@ -105,6 +148,53 @@ pub fn oom_kill_count(container_id: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_parsing_survives_odd_command_names() {
+        assert_eq!(
+            pgrp_and_session("42 (a) b) (c) S 1 40 41 0 -1"),
+            Some((40, 41))
+        );
+        assert_eq!(pgrp_and_session("garbage"), None);
+        assert_eq!(pgrp_and_session("42 (a) Z 1 40 41 0 -1"), None);
+    }
+
+    #[test]
+    fn children_that_clear_their_environment_die_with_the_session() {
+        use std::os::unix::process::CommandExt;
+        let id = super::super::new_call_id();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "env -i /bin/sleep 301 & sleep 300"])
+            .env("CLAWDEN_CALL", &id);
+        // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::unistd::setsid()
+                    .map(|_| ())
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut leader = cmd.spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let sid = leader.id() as i32;
+        let r = kill_marked(&id, Duration::from_secs(2));
+        assert!(r.killed >= 3, "{r:?}");
+        let _ = leader.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        let left: Vec<i32> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .as_deref()
+                    .and_then(pgrp_and_session)
+                    .is_some_and(|(_, s)| s == sid)
+            })
+            .collect();
+        assert!(left.is_empty(), "left in the session: {left:?}");
+    }
 
     #[test]
     fn marker_matching_is_exact() {
