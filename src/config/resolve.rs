@@ -241,53 +241,43 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         };
         if let Some(agents) = &layer.file.agents {
             // The keyed form is newer and wins over the list form within one file.
-            for (k, e) in agents.entries.iter().flatten() {
-                if normalize_agent_id(k) != agent_id {
+            // Both per-agent forms, the keyed (newer) one first so it wins within one file.
+            let keyed = agents.entries.iter().flatten().map(|(k, e)| {
+                (
+                    k.as_str(),
+                    format!("agents.entries.{k}"),
+                    &e.workspace,
+                    &e.sandbox,
+                    &e.tools,
+                )
+            });
+            let listed = agents.list.iter().flatten().enumerate().map(|(i, e)| {
+                (
+                    e.id.as_str(),
+                    format!("agents.list[{i}]"),
+                    &e.workspace,
+                    &e.sandbox,
+                    &e.tools,
+                )
+            });
+            for (id, prefix, workspace, sandbox, tools) in keyed.chain(listed) {
+                if normalize_agent_id(id) != agent_id {
                     continue;
                 }
-                let prefix = format!("agents.entries.{k}");
-                if let Some(s) = &e.sandbox {
+                if let Some(s) = sandbox {
                     agent_cands.push(Candidate {
                         prefix: format!("{prefix}.sandbox"),
                         origin,
                         section: s,
                     });
                 }
-                if let (None, Some(w)) = (&agent_workspace, &e.workspace) {
+                if let (None, Some(w)) = (&agent_workspace, workspace) {
                     agent_workspace = Some(Sourced {
                         value: env.expand_tilde(w),
                         source: src(format!("{prefix}.workspace")),
                     });
                 }
-                if let Some(t) = e
-                    .tools
-                    .as_ref()
-                    .and_then(|t| t.sandbox.as_ref())
-                    .and_then(|t| t.tools.as_ref())
-                {
-                    agent_tools.push((format!("{prefix}.tools.sandbox.tools"), origin, t));
-                }
-            }
-            for (i, e) in agents.list.iter().flatten().enumerate() {
-                if normalize_agent_id(&e.id) != agent_id {
-                    continue;
-                }
-                let prefix = format!("agents.list[{i}]");
-                if let Some(s) = &e.sandbox {
-                    agent_cands.push(Candidate {
-                        prefix: format!("{prefix}.sandbox"),
-                        origin,
-                        section: s,
-                    });
-                }
-                if let (None, Some(w)) = (&agent_workspace, &e.workspace) {
-                    agent_workspace = Some(Sourced {
-                        value: env.expand_tilde(w),
-                        source: src(format!("{prefix}.workspace")),
-                    });
-                }
-                if let Some(t) = e
-                    .tools
+                if let Some(t) = tools
                     .as_ref()
                     .and_then(|t| t.sandbox.as_ref())
                     .and_then(|t| t.tools.as_ref())

@@ -321,22 +321,7 @@ impl ContainerEngine for DockerEngine {
         spec: &ExecSpec,
         cap: usize,
     ) -> Result<ExecResult, EngineError> {
-        let opts = CreateExecOptions {
-            cmd: Some(spec.cmd.clone()),
-            user: spec.user.clone(),
-            working_dir: spec.workdir.clone(),
-            env: if spec.env.is_empty() {
-                None
-            } else {
-                Some(spec.env.clone())
-            },
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            attach_stdin: Some(false),
-            tty: Some(false),
-            privileged: Some(false),
-            ..Default::default()
-        };
+        let opts = exec_options(spec);
         let created = self
             .docker
             .create_exec(id, opts)

@@ -1,5 +1,6 @@
 //! Running a wrapped call in a container through the engine's exec API.
 
+use super::CallEnd;
 use super::capture::{HeadTail, MarkerScanner};
 use super::kill::{IN_CONTAINER_KILL, kill_marked, oom_kill_count};
 use super::{
@@ -156,19 +157,16 @@ pub async fn run(
     } else {
         code.map(split_status).unwrap_or((None, None))
     };
-    Ok(ExecOutcome {
-        exit_code,
-        signal,
-        stdout_truncated: out.truncated(),
-        stderr_truncated: err.truncated(),
-        stdout_bytes: out.total(),
-        stderr_bytes: err.total(),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        timed_out,
-        oom_killed,
-        container_died,
-        container_name: Some(t.container_name.to_string()),
-    })
+    Ok(ExecOutcome::from_capture(
+        out,
+        err,
+        (exit_code, signal),
+        started,
+        CallEnd {
+            timed_out,
+            oom_killed,
+            container_died,
+            container_name: Some(t.container_name.to_string()),
+        },
+    ))
 }

@@ -1,6 +1,7 @@
 //! Running a wrapped call directly on the host (mode "off", or the main session under
 //! "non-main"): same wrapper, same marker, cwd confined to the agent workspace by the caller.
 
+use super::CallEnd;
 use super::capture::{HeadTail, MarkerScanner};
 use super::kill::kill_marked;
 use super::{
@@ -123,19 +124,14 @@ pub async fn run(
     } else {
         code.map(split_status).unwrap_or((None, None))
     };
-    Ok(ExecOutcome {
-        exit_code,
-        signal,
-        stdout_truncated: out.truncated(),
-        stderr_truncated: err.truncated(),
-        stdout_bytes: out.total(),
-        stderr_bytes: err.total(),
-        stdout: out.into_bytes(),
-        stderr: err.into_bytes(),
-        duration_ms: started.elapsed().as_millis() as u64,
-        timed_out,
-        oom_killed: false,
-        container_died: false,
-        container_name: None,
-    })
+    Ok(ExecOutcome::from_capture(
+        out,
+        err,
+        (exit_code, signal),
+        started,
+        CallEnd {
+            timed_out,
+            ..Default::default()
+        },
+    ))
 }

@@ -69,6 +69,42 @@ pub struct ExecOutcome {
 /// Receives output as it arrives (`true` for stderr), e.g. to stream it to a terminal.
 pub type OutputSink = dyn Fn(bool, &[u8]) + Send + Sync;
 
+impl ExecOutcome {
+    /// Assemble an outcome from the captured streams and what is known about the end.
+    pub(crate) fn from_capture(
+        out: capture::HeadTail,
+        err: capture::HeadTail,
+        status: (Option<i32>, Option<i32>),
+        started: std::time::Instant,
+        end: CallEnd,
+    ) -> Self {
+        ExecOutcome {
+            exit_code: status.0,
+            signal: status.1,
+            stdout_truncated: out.truncated(),
+            stderr_truncated: err.truncated(),
+            stdout_bytes: out.total(),
+            stderr_bytes: err.total(),
+            stdout: out.into_bytes(),
+            stderr: err.into_bytes(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            timed_out: end.timed_out,
+            oom_killed: end.oom_killed,
+            container_died: end.container_died,
+            container_name: end.container_name,
+        }
+    }
+}
+
+/// How a call ended, besides its status.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallEnd {
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    pub container_died: bool,
+    pub container_name: Option<String>,
+}
+
 /// Limits of one call, from config (`sandbox.calls`) and the request.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLimits {
