@@ -435,3 +435,22 @@ fn kill_9_mid_ensure_leaves_a_consistent_state() {
         );
     }
 }
+
+#[test]
+fn a_custom_seccomp_profile_file_is_applied() {
+    rt().block_on(async {
+        let engine = engine().await;
+        let sw = sweep("seccmp");
+        let world = World::new();
+        let profile = world.path("seccomp.json");
+        std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#).unwrap();
+        let sup = world.supervisor(engine.clone(), world.config(&sw.prefix, "", &format!(r#"seccompProfile: "{}","#, profile.display())));
+        let ens = sup.ensure(Some("g"), None).await.unwrap();
+        let run = |cmd: &str| ExecSpec { cmd: vec!["/bin/sh".into(), "-c".into(), cmd.into()], ..Default::default() };
+        let r = engine.exec_collect(&ens.container_id, &run("mkdir /tmp/d"), 4096).await.unwrap();
+        assert_ne!(r.exit_code, 0, "mkdir must be blocked by the custom profile");
+        let r = engine.exec_collect(&ens.container_id, &run("grep Seccomp: /proc/self/status; touch /tmp/f && echo touched"), 4096).await.unwrap();
+        let out = String::from_utf8_lossy(&r.stdout);
+        assert!(out.contains("touched") && out.contains('2'), "{out}");
+    });
+}

@@ -94,3 +94,51 @@ pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> C
         ..Default::default()
     }
 }
+
+/// The Engine API takes a seccomp profile's JSON, not its path (the docker CLI reads the file):
+/// `seccomp=/path/profile.json` becomes `seccomp=<contents>`. `unconfined` never gets here (the
+/// validator refuses it); `builtin`/`default` pass through.
+pub fn inline_seccomp(opts: &[String]) -> Result<Vec<String>, String> {
+    opts.iter()
+        .map(|o| match o.strip_prefix("seccomp=") {
+            Some(v) if v.starts_with('/') => {
+                let text = std::fs::read_to_string(v)
+                    .map_err(|e| format!("cannot read seccompProfile {v}: {e}"))?;
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| format!("seccompProfile {v} is not JSON: {e}"))?;
+                Ok(format!("seccomp={text}"))
+            }
+            _ => Ok(o.clone()),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seccomp_paths_are_inlined() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("p.json");
+        std::fs::write(&p, r#"{"defaultAction":"SCMP_ACT_ERRNO"}"#).unwrap();
+        let opts = vec![
+            "no-new-privileges".to_string(),
+            format!("seccomp={}", p.display()),
+        ];
+        assert_eq!(
+            inline_seccomp(&opts).unwrap(),
+            [
+                "no-new-privileges".to_string(),
+                r#"seccomp={"defaultAction":"SCMP_ACT_ERRNO"}"#.to_string()
+            ]
+        );
+        assert!(inline_seccomp(&["seccomp=/nonexistent/x.json".to_string()]).is_err());
+        std::fs::write(&p, "not json").unwrap();
+        assert!(inline_seccomp(&[format!("seccomp={}", p.display())]).is_err());
+        assert_eq!(
+            inline_seccomp(&["seccomp=builtin".to_string()]).unwrap(),
+            ["seccomp=builtin"]
+        );
+    }
+}

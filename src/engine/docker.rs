@@ -260,7 +260,11 @@ impl ContainerEngine for DockerEngine {
         spec: &ContainerSpec,
         labels: &BTreeMap<String, String>,
     ) -> Result<String, EngineError> {
-        let body = super::create::create_body(spec, labels);
+        let mut body = super::create::create_body(spec, labels);
+        if let Some(hc) = body.host_config.as_mut() {
+            hc.security_opt =
+                Some(super::create::inline_seccomp(&spec.security_opt).map_err(EngineError::Api)?);
+        }
         let opts = CreateContainerOptionsBuilder::new()
             .name(&spec.name)
             .build();
