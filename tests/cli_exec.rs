@@ -329,3 +329,38 @@ fn read_and_write_commands() {
     assert_eq!(o.status.code(), Some(5));
     insta::assert_json_snapshot!("read_refused_json", json(&o));
 }
+
+#[test]
+fn stdin_is_passed_only_when_asked() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { engine().await });
+    let sw = sweep("clistd");
+    let w = World::new();
+    let c = cfg(&w, &sw.prefix, "all");
+    let run = |extra: &[&str], input: &[u8]| {
+        let mut args = vec!["exec", "--config", c.to_str().unwrap(), "--session", "g"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--", "tr a-z A-Z"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_clawden"))
+            .args(&args)
+            .env("CLAWDEN_HOME", w.path("state"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run(&["--stdin"], b"piped");
+    assert_eq!(
+        (o.status.code(), o.stdout.as_slice()),
+        (Some(0), &b"PIPED"[..])
+    );
+    let o = run(&[], b"ignored");
+    assert_eq!((o.status.code(), o.stdout.as_slice()), (Some(0), &b""[..]));
+    let o = run(&["--stdin"], &vec![b'x'; 70_000]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stdin data is larger"));
+}

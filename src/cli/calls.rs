@@ -28,6 +28,10 @@ pub struct ExecArgs {
     /// Timeout, e.g. 30s, 5m (default: sandbox.calls.timeoutSeconds).
     #[arg(long, value_name = "DUR")]
     pub timeout: Option<humantime::Duration>,
+    /// Pass clawden's own stdin to the command (at most 64 KiB); without it the command's stdin
+    /// is closed.
+    #[arg(long)]
+    pub stdin: bool,
     /// One JSON document on stdout instead of streaming the output.
     #[arg(long)]
     pub json: bool,
@@ -113,7 +117,28 @@ pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
         };
         env.insert(k.to_string(), v.to_string());
     }
+    let stdin = if a.stdin {
+        use std::io::Read;
+        let mut data = Vec::new();
+        if let Err(e) = std::io::stdin()
+            .lock()
+            .take(crate::exec::MAX_STDIN_BYTES as u64 + 1)
+            .read_to_end(&mut data)
+        {
+            report_error(
+                a.json,
+                "input_error",
+                &format!("cannot read stdin: {e}"),
+                "",
+            );
+            return ExitCode::from(exit_codes::EXEC_CLAWDEN_ERROR);
+        }
+        Some(data)
+    } else {
+        None
+    };
     let req = ExecRequest {
+        stdin,
         session: a.session.clone(),
         agent: a.agent.clone(),
         command: a.command.join(" "),
