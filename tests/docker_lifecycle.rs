@@ -454,3 +454,83 @@ fn a_custom_seccomp_profile_file_is_applied() {
         assert!(out.contains("touched") && out.contains('2'), "{out}");
     });
 }
+
+#[test]
+fn a_planted_container_with_our_name_is_never_used() {
+    rt().block_on(async {
+        let engine = engine().await;
+        let sw = sweep("plant");
+        let world = World::new();
+        let sup = world.supervisor(engine.clone(), world.config(&sw.prefix, "", ""));
+        let (_, plan) = sup.plan(Some("g"), None).unwrap();
+        let name = plan.container.name.clone();
+        // Someone with Docker access plants a container under our name, with our labels and the
+        // current config hash, but without the hardening (writable root, capabilities, network).
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "clawden.sandbox=1",
+            "--label",
+            &format!("clawden.configHash={}", plan.config_hash),
+            "--label",
+            &format!("clawden.scopeKey={}", plan.scope_key),
+            clawden::images::MINIMAL_TAG,
+            "sleep",
+            "1000",
+        ]);
+        match sup.ensure(Some("g"), None).await {
+            Err(SupervisorError::Mismatch { mismatches, .. }) => {
+                let fields: Vec<&str> = mismatches.iter().map(|m| m.field).collect();
+                for f in [
+                    "HostConfig.CapDrop",
+                    "HostConfig.ReadonlyRootfs",
+                    "HostConfig.NetworkMode",
+                    "HostConfig.Init",
+                    "Config.User",
+                    "Mounts",
+                ] {
+                    assert!(fields.contains(&f), "{f} not reported: {fields:?}");
+                }
+            }
+            other => panic!("expected a plan mismatch refusal, got {other:?}"),
+        }
+        // And nothing ran in it: exec through the supervisor is refused the same way.
+        let r = sup
+            .exec(clawden::exec::ExecRequest {
+                session: Some("g".into()),
+                command: "touch /planted-ran".into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(r.unwrap_err().code(), "plan_mismatch");
+        let check = std::process::Command::new("docker")
+            .args(["exec", &name, "ls", "/planted-ran"])
+            .output()
+            .unwrap();
+        assert!(
+            !check.status.success(),
+            "the command ran in the planted container"
+        );
+        docker(&["rm", "-f", &name]);
+        // A container under our name without our label is someone else's: refused, left alone.
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            clawden::images::MINIMAL_TAG,
+            "sleep",
+            "1000",
+        ]);
+        let err = sup.ensure(Some("g"), None).await.unwrap_err();
+        assert_eq!(err.code(), "foreign_container");
+        assert!(
+            docker_inspect(&name).is_some(),
+            "a foreign container must not be removed"
+        );
+        docker(&["rm", "-f", &name]);
+    });
+}

@@ -19,14 +19,9 @@ pub struct Sweep {
 impl Drop for Sweep {
     fn drop(&mut self) {
         let out = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                "label=clawden.sandbox=1",
-                "--filter",
-                &format!("name={}", self.prefix),
-            ])
+            // By the test's unique name prefix alone: this also catches containers a test planted
+            // without clawden's label.
+            .args(["ps", "-aq", "--filter", &format!("name={}", self.prefix)])
             .output();
         if let Ok(o) = out {
             let ids: Vec<String> = String::from_utf8_lossy(&o.stdout)
