@@ -115,7 +115,13 @@ pub struct Supervisor {
     host_ctx: HostContext,
     state: StateStore,
     audit: crate::audit::AuditLog,
+    /// When this supervisor last recorded each container's use (the state file is rewritten at
+    /// most every [`TOUCH_INTERVAL`] per container, not on every call).
+    touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// Last-used times only feed the 5-minute hot window and hour-scale pruning.
+pub const TOUCH_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Supervisor {
     pub fn new(engine: Arc<dyn ContainerEngine>, config: LoadedConfig, env: Env) -> Self {
@@ -133,6 +139,7 @@ impl Supervisor {
             host_ctx,
             state: StateStore::new(&state_dir),
             audit: crate::audit::AuditLog::new(&state_dir),
+            touched: Default::default(),
         }
     }
 
@@ -213,10 +220,22 @@ impl Supervisor {
         created: bool,
         mut warnings: Vec<String>,
     ) -> Result<Ensured, SupervisorError> {
-        if let Some(w) = self
-            .state
-            .touch(&plan.container.name, now_ms())
-            .map_err(io)?
+        let due = {
+            let mut touched = self.touched.lock().unwrap_or_else(|p| p.into_inner());
+            let due = created
+                || touched
+                    .get(&plan.container.name)
+                    .is_none_or(|t| t.elapsed() >= TOUCH_INTERVAL);
+            if due {
+                touched.insert(plan.container.name.clone(), std::time::Instant::now());
+            }
+            due
+        };
+        if due
+            && let Some(w) = self
+                .state
+                .touch(&plan.container.name, now_ms())
+                .map_err(io)?
         {
             warnings.push(w);
         }
