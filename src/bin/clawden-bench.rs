@@ -72,13 +72,50 @@ const HARDENED: &[&str] = &[
     "clawden.bench=1",
 ];
 
+/// Removes every container the bench made when dropped, also when the bench panics: clawden's
+/// carry the bench's unique name prefix, the `docker run` ones the `clawden.bench` label.
+struct Sweep {
+    prefix: String,
+}
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let mut ids = Vec::new();
+        for filter in [
+            format!("name={}", self.prefix),
+            "label=clawden.bench=1".to_string(),
+        ] {
+            if let Ok(o) = Command::new("docker")
+                .args(["ps", "-aq", "--filter", &filter])
+                .output()
+            {
+                ids.extend(
+                    String::from_utf8_lossy(&o.stdout)
+                        .split_whitespace()
+                        .map(String::from),
+                );
+            }
+        }
+        if !ids.is_empty() {
+            let _ = Command::new("docker")
+                .arg("rm")
+                .arg("-f")
+                .args(&ids)
+                .output();
+        }
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .unwrap();
-    let lines = rt.block_on(run());
+    let sweep = Sweep {
+        prefix: format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+    };
+    let lines = rt.block_on(run(&sweep.prefix));
     println!(
         "{:<44} {:>12} {:>12} {:>8}  unit / note",
         "line", "clawden", "docker", "ratio"
@@ -96,25 +133,9 @@ fn main() {
     )
     .unwrap();
     println!("\nwritten: target/bench.json");
-    // Sweep everything the bench made.
-    let ids = Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=clawden.bench=1"])
-        .output()
-        .unwrap();
-    let ids: Vec<String> = String::from_utf8_lossy(&ids.stdout)
-        .split_whitespace()
-        .map(String::from)
-        .collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker")
-            .arg("rm")
-            .arg("-f")
-            .args(&ids)
-            .output();
-    }
 }
 
-async fn run() -> Vec<Line> {
+async fn run(prefix: &str) -> Vec<Line> {
     let engine = Arc::new(DockerEngine::connect().await.expect("Docker engine"));
     if engine
         .image_id(clawden::images::MINIMAL_TAG)
@@ -129,7 +150,6 @@ async fn run() -> Vec<Line> {
             .unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let text = format!(
         r#"{{ agents: {{ defaults: {{ workspace: "{ws}", sandbox: {{ mode: "all", scope: "session", calls: {{ maxReadBytes: "128m", maxWriteBytes: "128m" }}, workspaceRoot: "{root}", docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#,
         ws = dir.path().join("ws").display(),
@@ -148,7 +168,6 @@ async fn run() -> Vec<Line> {
         ..Default::default()
     };
     let sup = Arc::new(Supervisor::new(engine.clone(), cfg, env));
-    // Label the bench's containers for the sweep: they carry the prefix; docker ones the label.
     let mut lines = Vec::new();
 
     // 1. exec round trip of `true`.
@@ -161,9 +180,6 @@ async fn run() -> Vec<Line> {
         .await
         .unwrap();
     let name = warm.container_name.clone().unwrap();
-    let _ = Command::new("docker")
-        .args(["update", "--label-add", "clawden.bench=1", &name])
-        .output();
     let n = 200;
     let mut ours = Vec::with_capacity(n);
     for _ in 0..n {
@@ -237,12 +253,12 @@ async fn run() -> Vec<Line> {
         note: "vs docker run --rm (hardened)".into(),
     });
 
-    // 3. read / write (added when the file tools exist; see bench_files).
+    // 3. read / write of 4 KiB, 1 MiB, 64 MiB vs docker cp.
     lines.extend(bench_files(&sup, &name).await);
 
-    // 4. 20 parallel execs over 5 sessions.
+    // 4. 20 parallel execs over 5 sessions (their containers made first).
     for i in 0..5 {
-        let o = sup
+        let warm = sup
             .exec(ExecRequest {
                 session: Some(format!("p{i}")),
                 command: "true".into(),
@@ -250,14 +266,7 @@ async fn run() -> Vec<Line> {
             })
             .await
             .unwrap();
-        let _ = Command::new("docker")
-            .args([
-                "update",
-                "--label-add",
-                "clawden.bench=1",
-                o.container_name.as_deref().unwrap(),
-            ])
-            .output();
+        assert_eq!(warm.exit_code, Some(0));
     }
     let total = 200;
     let t = Instant::now();
