@@ -17,14 +17,14 @@ test: fmt-check clippy
 
 ## fmt: reformat the code in place
 fmt:
-	$(CARGO) fmt
+	$(CARGO) fmt --all
 
 fmt-check:
-	$(CARGO) fmt --check
+	$(CARGO) fmt --all --check
 
 ## clippy: lints on every target, warnings are errors
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## build: optimised binaries
 build:
@@ -40,7 +40,8 @@ image-toolbox:
 
 ## bench: the benchmark harness
 bench:
-	$(CARGO) run --release --bin clawden-bench
+	$(CARGO) build --release --bins
+	./target/release/clawden-bench
 
 ## demo: build clawden and the minimal image, show the plan for a group session of the example
 ## config, then bring up its real hardened sandbox container

@@ -10,8 +10,15 @@ out="$(mktemp "${TMPDIR:-/tmp}/clawden-cargo-test.XXXXXX")"
 trap 'rm -f "$out"' EXIT
 
 status=0
-"$CARGO" test --no-fail-fast --all-targets "$@" 2>&1 | tee -a "$out" || status=$?
-"$CARGO" test --no-fail-fast --doc "$@" 2>&1 | tee -a "$out" || { s=$?; [ "$status" -ne 0 ] || status=$s; }
+run() { "$@" 2>&1 | tee -a "$out" || { s=$?; [ "$status" -ne 0 ] || status=$s; }; }
+# Every crate of the workspace (clawden and the in-container agent), every target.
+run "$CARGO" test --workspace --no-fail-fast --all-targets "$@"
+run "$CARGO" test --workspace --no-fail-fast --doc "$@"
+# The exec and file suites once more on the fallback path (the Engine API's exec, as when a
+# sandbox's agent cannot be reached), so both call paths are proven on every run.
+CLAWDEN_FORCE_ENGINE_EXEC=1 run "$CARGO" test --no-fail-fast "$@" \
+    --test docker_exec --test docker_files --test hostile_implicit_exec --test hostile_supervisor \
+    -- --test-threads=2
 
 # "test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
 awk '

@@ -87,6 +87,33 @@ impl AuditLog {
         f.write_all(&line)
     }
 
+    /// Free space the log's filesystem must have for a call to be allowed.
+    pub const MIN_FREE_BYTES: u64 = 64 * 1024;
+
+    /// Can the decision about to be made be recorded? The log (and its directory) opens for
+    /// appending and its filesystem has room. Checked before every call: a call whose audit
+    /// entry cannot be written does not run (fail closed).
+    pub fn ensure_writable(&self) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&self.path)?;
+        let st = nix::sys::statvfs::fstatvfs(&f).map_err(io::Error::from)?;
+        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        if free < Self::MIN_FREE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("{free} bytes free for the audit log"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Entries since `since_ms`, oldest first (both files, unparseable lines skipped).
     pub fn read_since(&self, since_ms: u64) -> Vec<AuditEntry> {
         let mut out = Vec::new();
@@ -106,6 +133,17 @@ impl AuditLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unwritable_log_is_reported_before_the_call() {
+        let d = tempfile::tempdir().unwrap();
+        let log = AuditLog::new(d.path());
+        log.ensure_writable().unwrap();
+        // The log replaced by a directory (or any open failure): not writable.
+        std::fs::remove_file(d.path().join("audit.log")).unwrap();
+        std::fs::create_dir(d.path().join("audit.log")).unwrap();
+        assert!(log.ensure_writable().is_err());
+    }
 
     #[test]
     fn append_read_and_rotate() {

@@ -12,6 +12,29 @@ use crate::supervisor::Supervisor;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// Every engine call of doctor is bounded: a hung engine fails the check instead of hanging
+/// `doctor` (and the scope lock it may hold).
+pub const ENGINE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Creating and starting the throwaway sandbox (incl. a configured setupCommand).
+pub const CREATE_TIMEOUT: Duration = Duration::from_secs(180);
+/// One probe inside the throwaway sandbox.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `fut`, or `Err("no answer within Ns")` when it takes longer than `limit`.
+async fn bounded<T, E: std::fmt::Display>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no answer within {}",
+            humantime::format_duration(limit)
+        )),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -81,15 +104,16 @@ impl Report {
     pub fn render(&self) -> String {
         let width = self.checks.iter().map(|c| c.name.len()).max().unwrap_or(5);
         let mut s = format!("{:<6}{:<width$}  DETAIL\n", "", "CHECK");
+        use crate::display::escape;
         for c in &self.checks {
             s.push_str(&format!(
                 "{:<6}{:<width$}  {}\n",
                 c.status.as_str(),
                 c.name,
-                c.detail
+                escape(&c.detail)
             ));
             if let Some(f) = &c.fix {
-                s.push_str(&format!("{:<6}{:<width$}  fix: {f}\n", "", ""));
+                s.push_str(&format!("{:<6}{:<width$}  fix: {}\n", "", "", escape(f)));
             }
         }
         let count = |st| self.checks.iter().filter(|c| c.status == st).count();
@@ -185,6 +209,25 @@ pub fn cgroup_check(info: &EngineInfo) -> Check {
             "cgroup",
             format!("engine reports cgroup version {other:?}"),
             "",
+        ),
+    }
+}
+
+/// The in-container agent: its static binary must be there, or every call takes the slower,
+/// weaker Engine API path.
+fn agent_check() -> Check {
+    match crate::decide::plan::find_agent_binary() {
+        Ok(p) => Check::pass(
+            "agent",
+            format!(
+                "clawden-agent {} (static): calls run through it",
+                p.display()
+            ),
+        ),
+        Err(why) => Check::warn(
+            "agent",
+            format!("{why}: calls fall back to the Engine API exec path"),
+            "build it with `cargo build` (it lands next to clawden) or set CLAWDEN_AGENT",
         ),
     }
 }
@@ -366,6 +409,11 @@ pub fn probe_checks(o: &ProbeOutputs, expect: ProbeExpect) -> Vec<Check> {
     });
     for (name, (code, text)) in [("mount", &o.mount), ("mknod", &o.mknod)] {
         out.push(match code {
+            &PROBE_DID_NOT_RUN => Check::fail(
+                name,
+                format!("the {name} probe did not complete: {}", first_line(text)),
+                "check the engine (`docker info`) and the image",
+            ),
             0 => Check::fail(
                 name,
                 format!("{name} succeeded inside the sandbox"),
@@ -397,6 +445,46 @@ fn first_line(s: &str) -> &str {
         .trim()
 }
 
+/// The exit code a probe reports when it could not run or did not finish.
+pub const PROBE_DID_NOT_RUN: i64 = -1;
+
+/// One probe in the sandbox, bounded by `limit`: (exit code, stdout+stderr), or
+/// ([`PROBE_DID_NOT_RUN`], why) when the exec failed or hung. (A hung probe's process is left to
+/// the container, which is removed right after.)
+pub async fn run_probe(
+    engine: &dyn ContainerEngine,
+    id: &str,
+    user: &str,
+    script: &str,
+    limit: Duration,
+) -> (i64, String) {
+    let spec = ExecSpec {
+        cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        user: Some(user.to_string()),
+        ..Default::default()
+    };
+    match bounded(limit, engine.exec_collect(id, &spec, 64 * 1024)).await {
+        Ok(r) => (
+            r.exit_code,
+            String::from_utf8_lossy(&r.stdout).into_owned() + &String::from_utf8_lossy(&r.stderr),
+        ),
+        Err(e) => (PROBE_DID_NOT_RUN, format!("probe did not complete: {e}")),
+    }
+}
+
+/// The engine check's detail: what engine, where, served by whom.
+fn engine_detail(info: &EngineInfo) -> String {
+    let peer = if info.peer.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", info.peer)
+    };
+    format!(
+        "Docker {} (API {}) at {}{peer}; {}, kernel {}",
+        info.version, info.api_version, info.endpoint, info.os, info.kernel
+    )
+}
+
 // ---- the run ----------------------------------------------------------------------------------
 
 /// Run every check. `engine` is the result of connecting (an unreachable engine is a failed
@@ -416,20 +504,26 @@ pub async fn run(
             return Report::new(checks);
         }
     };
-    match engine.info().await {
-        Ok(info) => {
-            checks.push(Check::pass(
-                "engine",
-                format!(
-                    "Docker {} (API {}) at {}; {}, kernel {}",
-                    info.version, info.api_version, info.endpoint, info.os, info.kernel
-                ),
-            ));
+    match tokio::time::timeout(ENGINE_CALL_TIMEOUT, engine.info()).await {
+        Ok(Ok(info)) => {
+            checks.push(Check::pass("engine", engine_detail(&info)));
             checks.push(runtime_check(&info));
             checks.push(cgroup_check(&info));
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             checks.push(Check::fail("engine", e.to_string(), e.fix()));
+            return Report::new(checks);
+        }
+        Err(_) => {
+            checks.push(Check::fail(
+                "engine",
+                format!(
+                    "{}: no answer to docker info within {}s",
+                    engine.endpoint(),
+                    ENGINE_CALL_TIMEOUT.as_secs()
+                ),
+                "check the engine (`docker info`); restart it if it hangs",
+            ));
             return Report::new(checks);
         }
     }
@@ -446,7 +540,22 @@ pub async fn run(
     images.dedup();
     let mut images_ok = true;
     for image in &images {
-        checks.push(match engine.image_id(image).await {
+        let found = match tokio::time::timeout(ENGINE_CALL_TIMEOUT, engine.image_id(image)).await {
+            Ok(r) => r,
+            Err(_) => {
+                images_ok = false;
+                checks.push(Check::fail(
+                    "image",
+                    format!(
+                        "{image}: no answer within {}s",
+                        ENGINE_CALL_TIMEOUT.as_secs()
+                    ),
+                    "check the engine (`docker info`)",
+                ));
+                continue;
+            }
+        };
+        checks.push(match found {
             Ok(Some(id)) => Check::pass("image", format!("{image} ({})", &id[..id.len().min(19)])),
             Ok(None) => {
                 images_ok = false;
@@ -462,6 +571,14 @@ pub async fn run(
         });
     }
     checks.push(state_dir_check(&env.state_dir()));
+    // Staged mounts: available as root; without root, what is lost.
+    checks.extend(crate::mounts::doctor_report().into_iter().map(|i| Check {
+        name: i.name.to_string(),
+        status: i.status,
+        detail: i.detail,
+        fix: i.fix,
+    }));
+    checks.push(agent_check());
     if images_ok {
         checks.extend(self_check(&sup, agent).await);
     } else {
@@ -506,7 +623,7 @@ async fn self_check(sup: &Supervisor, agent: Option<&str>) -> Vec<Check> {
     )];
     // A unique name under the configured prefix, so it cannot meet a real sandbox.
     let name = format!("{}doctor-{tag}", eff.docker.container_prefix.value);
-    plan.container.name = name.clone();
+    plan.container.rename(&name);
     plan.container
         .labels
         .insert("clawden.doctor".into(), "1".into());
@@ -523,22 +640,28 @@ async fn self_check(sup: &Supervisor, agent: Option<&str>) -> Vec<Check> {
 
     // Always clean up: the container, its state entry and lock file, the dirs made for it.
     let engine = sup.engine();
-    let removed = engine.remove(&name).await;
+    // Removed with everything made for it on the host (staged mounts, agent channel).
+    let removed = bounded(ENGINE_CALL_TIMEOUT, sup.remove_sandbox(&name, &name)).await;
     let _ = sup.state().forget(&name);
     let _ = std::fs::remove_file(sup.state().dir().join("locks").join(format!("{name}.lock")));
     let mut dirs = new_dirs;
     dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
     dirs.dedup();
     for d in dirs {
-        let _ = std::fs::remove_dir(d); // only if still empty
+        // A directory doctor made may carry the in-place nosuid over-mount of a writable
+        // workspace (see `mounts::make_nosuid_in_place`): detach it, then remove the directory
+        // only if it is still empty.
+        let _ = nix::mount::umount2(&d, nix::mount::MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_dir(d);
     }
-    checks.push(match (removed, engine.inspect(&name).await) {
+    let gone = bounded(ENGINE_CALL_TIMEOUT, engine.inspect(&name)).await;
+    checks.push(match (removed, gone) {
         (Ok(()), Ok(None)) => Check::pass("cleanup", format!("throwaway sandbox {name} removed")),
         (r, _) => Check::fail(
             "cleanup",
             format!(
                 "throwaway sandbox {name} may still exist: {}",
-                r.err().map(|e| e.to_string()).unwrap_or_default()
+                r.err().unwrap_or_default()
             ),
             format!("docker rm -f {name}"),
         ),
@@ -549,10 +672,23 @@ async fn self_check(sup: &Supervisor, agent: Option<&str>) -> Vec<Check> {
 async fn live_checks(sup: &Supervisor, plan: &crate::decide::SandboxPlan) -> Vec<Check> {
     let engine = sup.engine();
     let mut checks = Vec::new();
-    let ens = match sup.ensure_plan(plan).await {
-        Ok(e) => e,
-        Err(e) => {
+    // Bounded: a hung create or setupCommand fails the check; the caller still removes the
+    // throwaway container by name.
+    let ens = match tokio::time::timeout(CREATE_TIMEOUT, sup.ensure_plan(plan)).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => {
             checks.push(Check::fail("sandbox create", e.to_string(), e.fix()));
+            return checks;
+        }
+        Err(_) => {
+            checks.push(Check::fail(
+                "sandbox create",
+                format!(
+                    "creating and starting the sandbox took longer than {}s",
+                    CREATE_TIMEOUT.as_secs()
+                ),
+                "check docker.setupCommand (it must finish) and the engine (`docker info`)",
+            ));
             return checks;
         }
     };
@@ -563,7 +699,7 @@ async fn live_checks(sup: &Supervisor, plan: &crate::decide::SandboxPlan) -> Vec
             ens.container_name
         ),
     ));
-    match engine.inspect(&ens.container_id).await {
+    match bounded(ENGINE_CALL_TIMEOUT, engine.inspect(&ens.container_id)).await {
         Ok(Some(ins)) => {
             let bad = crate::engine::verify::verify(&ins, &plan.container);
             checks.push(if bad.is_empty() {
@@ -583,33 +719,20 @@ async fn live_checks(sup: &Supervisor, plan: &crate::decide::SandboxPlan) -> Vec
             });
         }
         Ok(None) => checks.push(Check::fail("baseline", "the container vanished", "")),
-        Err(e) => checks.push(Check::fail("baseline", e.to_string(), e.fix())),
+        Err(e) => checks.push(Check::fail(
+            "baseline",
+            e,
+            "check the engine (`docker info`)",
+        )),
     }
     let run = |script: &'static str| {
-        let engine = engine.clone();
-        let id = ens.container_id.clone();
-        let user = plan.container.user.clone();
-        async move {
-            match engine
-                .exec_collect(
-                    &id,
-                    &ExecSpec {
-                        cmd: vec!["/bin/sh".into(), "-c".into(), script.into()],
-                        user: Some(user),
-                        ..Default::default()
-                    },
-                    64 * 1024,
-                )
-                .await
-            {
-                Ok(r) => (
-                    r.exit_code,
-                    String::from_utf8_lossy(&r.stdout).into_owned()
-                        + &String::from_utf8_lossy(&r.stderr),
-                ),
-                Err(e) => (-1, format!("exec failed: {e}")),
-            }
-        }
+        run_probe(
+            engine.as_ref(),
+            &ens.container_id,
+            &plan.container.user,
+            script,
+            PROBE_TIMEOUT,
+        )
     };
     let outputs = ProbeOutputs {
         status: run("cat /proc/self/status").await,
@@ -802,5 +925,152 @@ mod tests {
         assert!(text.contains("warn  b"), "{text}");
         assert!(text.contains("fix: do z"), "{text}");
         assert!(!Report::new(vec![Check::fail("c", "bad", "")]).ok);
+    }
+
+    /// An engine whose every exec hangs (and everything else fails at once).
+    struct HangingEngine;
+
+    #[async_trait::async_trait]
+    impl ContainerEngine for HangingEngine {
+        fn endpoint(&self) -> String {
+            "fake://hanging".into()
+        }
+        async fn info(&self) -> Result<EngineInfo, EngineError> {
+            std::future::pending().await
+        }
+        async fn image_id(&self, _: &str) -> Result<Option<String>, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn build_image(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+        ) -> Result<String, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn import_rootfs(
+            &self,
+            _: &str,
+            _: &str,
+            _: &std::path::Path,
+            _: &(dyn for<'a> Fn(&'a str) + Send + Sync),
+        ) -> Result<String, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn list_sandboxes(
+            &self,
+        ) -> Result<Vec<crate::engine::ContainerSummary>, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn inspect(
+            &self,
+            _: &str,
+        ) -> Result<Option<crate::engine::ContainerFacts>, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn create(
+            &self,
+            _: &crate::decide::ContainerSpec,
+            _: &std::collections::BTreeMap<String, String>,
+        ) -> Result<String, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn start(&self, _: &str) -> Result<(), EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn remove(&self, _: &str) -> Result<(), EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        fn verify_mounted(
+            &self,
+            f: &crate::engine::ContainerFacts,
+            e: &[(String, u64, u64)],
+        ) -> Result<(), Vec<crate::mounts::InodeMismatch>> {
+            Err(crate::engine::not_running(f, e))
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl crate::engine::ExecApi for HangingEngine {
+        async fn exec_collect(
+            &self,
+            _: &str,
+            _: &ExecSpec,
+            _: usize,
+        ) -> Result<crate::engine::ExecResult, EngineError> {
+            std::future::pending().await
+        }
+        async fn exec_stream(
+            &self,
+            _: &str,
+            _: &ExecSpec,
+        ) -> Result<crate::engine::ExecStream, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+        async fn exec_state(&self, _: &str) -> Result<crate::engine::ExecState, EngineError> {
+            Err(EngineError::Api("fake".into()))
+        }
+    }
+
+    #[test]
+    fn a_hung_probe_fails_its_check_within_the_timeout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = std::time::Instant::now();
+        let out = rt.block_on(run_probe(
+            &HangingEngine,
+            "id",
+            "1000:1000",
+            "mount -t tmpfs none /tmp",
+            Duration::from_millis(200),
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(out.0, PROBE_DID_NOT_RUN);
+        assert!(out.1.contains("no answer within"), "{}", out.1);
+        // Every probe hung: every check fails (none passes as "refused").
+        let hung = ProbeOutputs {
+            status: out.clone(),
+            net: out.clone(),
+            write_root: out.clone(),
+            mount: out.clone(),
+            mknod: out,
+        };
+        let checks = probe_checks(&hung, STRICT);
+        assert!(
+            checks.iter().all(|c| c.status == Status::Fail),
+            "{checks:?}"
+        );
+    }
+
+    #[test]
+    fn a_hung_engine_fails_the_engine_check() {
+        // doctor::run with an engine whose `info` never answers: bounded by
+        // ENGINE_CALL_TIMEOUT; checked here through `bounded` with a short limit.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(bounded(Duration::from_millis(100), HangingEngine.info()));
+        assert_eq!(r.unwrap_err(), "no answer within 100ms");
+    }
+
+    #[test]
+    fn the_engine_detail_says_which_engine_and_where() {
+        let info = EngineInfo {
+            endpoint: "unix:///var/run/docker.sock".into(),
+            version: "20.10.24".into(),
+            api_version: "1.41".into(),
+            os: "Debian".into(),
+            kernel: "6.1.0".into(),
+            peer: "unix:///var/run/docker.sock (owner uid 0), served by pid 812 uid 0".into(),
+            ..Default::default()
+        };
+        let d = engine_detail(&info);
+        assert!(d.contains("Docker 20.10.24"), "{d}");
+        assert!(d.contains("served by pid 812 uid 0"), "{d}");
+        assert!(d.contains("unix:///var/run/docker.sock"), "{d}");
     }
 }

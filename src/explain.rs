@@ -4,6 +4,7 @@ use crate::config::resolve::EffectiveSandbox;
 use crate::config::{ByteSize, Source};
 use crate::decide::plan::{SandboxPlan, UserOrigin};
 use crate::decide::{Access, MountSource};
+use crate::display::{escape, escape_path};
 use crate::validate::Refusal;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -31,11 +32,19 @@ pub struct Explanation {
     pub network: String,
     pub user: String,
     pub user_origin: UserOrigin,
+    /// Who a direct (unsandboxed) call of this session runs as on the host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_user: Option<String>,
     pub read_only_root: bool,
     pub cap_drop: Vec<String>,
     pub security_opt: Vec<String>,
     pub env_keys: Vec<String>,
     pub setup_command: Option<String>,
+    /// Labels the container gets from the plan, incl. `clawden.owner` (the configuration that
+    /// owns it; `recreate --all` and `prune` judge ownership by it).
+    pub labels: BTreeMap<String, String>,
+    /// Every `dangerously*` setting and whether it is on.
+    pub dangerous_flags: BTreeMap<String, bool>,
     pub mounts: Vec<MountView>,
     pub limits: Limits,
     pub prune: Prune,
@@ -154,6 +163,29 @@ pub fn explain(
     sources.insert("cpus".into(), src(&d.cpus.source));
     sources.insert("pidsLimit".into(), src(&d.pids_limit.source));
     sources.insert("tmpfs".into(), src(&d.tmpfs.source));
+    for (k, v) in &d.ulimits {
+        sources.insert(format!("ulimits.{k}"), src(&v.source));
+    }
+    for (k, f) in [
+        (
+            "dangerouslyAllowReservedContainerTargets",
+            &d.allow_reserved_targets,
+        ),
+        (
+            "dangerouslyAllowExternalBindSources",
+            &d.allow_external_sources,
+        ),
+        (
+            "dangerouslyAllowContainerNamespaceJoin",
+            &d.allow_namespace_join,
+        ),
+        (
+            "dangerouslyAllowPermissiveSeccomp",
+            &d.allow_permissive_seccomp,
+        ),
+    ] {
+        sources.insert(k.into(), src(&f.source));
+    }
 
     let mut fix_its = Vec::new();
     let mode_key = key_or(&eff.mode.source, "agents.defaults.sandbox.mode");
@@ -200,11 +232,43 @@ pub fn explain(
         network: c.network.clone(),
         user: c.user.clone(),
         user_origin: plan.user_origin,
+        direct_user: (!plan.sandboxed).then(|| {
+            use crate::decide::HostProbe;
+            let host = crate::decide::RealHost;
+            crate::exec::host::describe_direct_user(
+                eff.calls.direct_user.value.as_deref(),
+                &plan.agent_workspace,
+                host.owner(&plan.agent_workspace),
+                host.identity().0 == 0,
+            )
+        }),
         read_only_root: c.read_only_root,
         cap_drop: c.cap_drop.clone(),
         security_opt: c.security_opt.clone(),
         env_keys: c.env.keys().cloned().collect(),
         setup_command: c.setup_command.clone(),
+        labels: c.labels.clone(),
+        dangerous_flags: [
+            (
+                "dangerouslyAllowReservedContainerTargets",
+                d.allow_reserved_targets.value,
+            ),
+            (
+                "dangerouslyAllowExternalBindSources",
+                d.allow_external_sources.value,
+            ),
+            (
+                "dangerouslyAllowContainerNamespaceJoin",
+                d.allow_namespace_join.value,
+            ),
+            (
+                "dangerouslyAllowPermissiveSeccomp",
+                d.allow_permissive_seccomp.value,
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
         mounts: c
             .mounts
             .iter()
@@ -276,7 +340,7 @@ fn yes(b: bool) -> &'static str {
 
 fn from(e: &Explanation, key: &str) -> String {
     match e.sources.get(key) {
-        Some(s) if s != "default" => format!("  (from {s})"),
+        Some(s) if s != "default" => format!("  (from {})", escape(s)),
         _ => "  (default)".to_string(),
     }
 }
@@ -289,14 +353,14 @@ pub fn render_human(e: &Explanation) -> String {
     let _ = writeln!(
         w,
         "  session            {}{}",
-        e.session_key,
+        escape(&e.session_key),
         if e.is_main_session {
             " (main session)"
         } else {
             ""
         }
     );
-    let _ = writeln!(w, "  agent              {}", e.agent_id);
+    let _ = writeln!(w, "  agent              {}", escape(&e.agent_id));
     let why = match (e.sandboxed, e.mode) {
         (false, crate::config::Mode::Off) => {
             "mode \"off\": runs on the host, confined to the agent workspace"
@@ -326,37 +390,49 @@ pub fn render_human(e: &Explanation) -> String {
         json_str(&e.workspace_access),
         from(e, "workspaceAccess")
     );
-    let _ = writeln!(w, "  scope key          {}", e.scope_key);
+    let _ = writeln!(w, "  scope key          {}", escape(&e.scope_key));
     let _ = writeln!(
         w,
         "  container          {}{}",
-        e.container_name,
+        escape(&e.container_name),
         if e.sandboxed {
             ""
         } else {
             " (not used by this session)"
         }
     );
-    let _ = writeln!(w, "  image              {}{}", e.image, from(e, "image"));
+    let _ = writeln!(
+        w,
+        "  image              {}{}",
+        escape(&e.image),
+        from(e, "image")
+    );
     let _ = writeln!(
         w,
         "  workdir            {}{}",
-        e.workdir,
+        escape(&e.workdir),
         from(e, "workdir")
     );
     let _ = writeln!(
         w,
         "  user               {} ({})",
-        e.user,
+        escape(&e.user),
         json_str(&e.user_origin)
     );
+    if let Some(d) = &e.direct_user {
+        let _ = writeln!(w, "  direct calls as    {}", escape(d));
+    }
     let _ = writeln!(
         w,
         "  agent workspace    {}{}",
-        e.agent_workspace.display(),
+        escape_path(&e.agent_workspace),
         from(e, "workspace")
     );
-    let _ = writeln!(w, "  sandbox workspace  {}", e.sandbox_workspace.display());
+    let _ = writeln!(
+        w,
+        "  sandbox workspace  {}",
+        escape_path(&e.sandbox_workspace)
+    );
     let _ = writeln!(w, "  config hash        {}", e.config_hash);
 
     let _ = writeln!(w, "\nMounts");
@@ -364,14 +440,14 @@ pub fn render_human(e: &Explanation) -> String {
         let _ = writeln!(
             w,
             "  {} -> {}  {}  ({})",
-            m.host.display(),
-            m.container,
+            escape_path(&m.host),
+            escape(&m.container),
             json_str(&m.access),
             json_str(&m.source)
         );
     }
     for t in &e.limits.tmpfs {
-        let _ = writeln!(w, "  tmpfs -> {}  {}", t.path, t.options);
+        let _ = writeln!(w, "  tmpfs -> {}  {}", escape(&t.path), escape(&t.options));
     }
 
     let l = &e.limits;
@@ -393,19 +469,70 @@ pub fn render_human(e: &Explanation) -> String {
     let ul: Vec<String> = l
         .ulimits
         .iter()
-        .map(|(k, v)| format!("{k}={}:{}", v.soft, v.hard))
+        .map(|(k, v)| {
+            // fsize is in bytes: show it as a size as well.
+            let size = |n: i64| {
+                if n < 0 {
+                    "unlimited".to_string()
+                } else {
+                    ByteSize(n as u64).to_string()
+                }
+            };
+            if k == "fsize" {
+                format!("fsize={}:{}", size(v.soft), size(v.hard))
+            } else {
+                format!("{k}={}:{}", v.soft, v.hard)
+            }
+        })
         .collect();
     let _ = writeln!(w, "  ulimits            {}", ul.join(" "));
+    let fsize_from = from(e, "ulimits.fsize");
+    if let Some(f) = l.ulimits.get("fsize") {
+        let _ = writeln!(
+            w,
+            "  max file size      {}{fsize_from}",
+            if f.hard < 0 {
+                "unlimited".to_string()
+            } else {
+                ByteSize(f.hard as u64).to_string()
+            }
+        );
+    }
     let _ = writeln!(
         w,
         "  network            {}{}",
-        e.network,
+        escape(&e.network),
         from(e, "network")
     );
     let _ = writeln!(w, "  read-only root     {}", yes(e.read_only_root));
-    let _ = writeln!(w, "  capDrop            {}", e.cap_drop.join(","));
-    let _ = writeln!(w, "  security options   {}", e.security_opt.join(" "));
-    let _ = writeln!(w, "  env                {}", e.env_keys.join(" "));
+    let _ = writeln!(w, "  capDrop            {}", escape(&e.cap_drop.join(",")));
+    let _ = writeln!(
+        w,
+        "  security options   {}",
+        escape(&e.security_opt.join(" "))
+    );
+    let on: Vec<String> = e
+        .dangerous_flags
+        .iter()
+        .filter(|(_, v)| **v)
+        .map(|(k, _)| format!("{k}{}", from(e, k)))
+        .collect();
+    let _ = writeln!(
+        w,
+        "  dangerous flags    {}",
+        if on.is_empty() {
+            "none".to_string()
+        } else {
+            on.join(", ")
+        }
+    );
+    let labels: Vec<String> = e
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+        .collect();
+    let _ = writeln!(w, "  labels             {}", labels.join(" "));
+    let _ = writeln!(w, "  env                {}", escape(&e.env_keys.join(" ")));
     let _ = writeln!(
         w,
         "  tool calls         timeout {}s, output cap {}, read cap {}, write cap {}",
@@ -424,14 +551,14 @@ pub fn render_human(e: &Explanation) -> String {
     let _ = writeln!(
         w,
         "  allow  {}  (from {})",
-        e.tool_policy.allow.tools.join(", "),
-        e.tool_policy.allow.source
+        escape(&e.tool_policy.allow.tools.join(", ")),
+        escape(&e.tool_policy.allow.source)
     );
     let _ = writeln!(
         w,
         "  deny   {}  (from {})",
-        e.tool_policy.deny.tools.join(", "),
-        e.tool_policy.deny.source
+        escape(&e.tool_policy.deny.tools.join(", ")),
+        escape(&e.tool_policy.deny.source)
     );
 
     let _ = writeln!(w, "\nProblems");
@@ -439,22 +566,22 @@ pub fn render_human(e: &Explanation) -> String {
         let _ = writeln!(w, "  none");
     }
     for p in &e.problems {
-        let _ = writeln!(w, "  [{}] {}", p.code.as_str(), p.message);
-        let _ = writeln!(w, "      fix: {}", p.fix);
+        let _ = writeln!(w, "  [{}] {}", p.code.as_str(), escape(&p.message));
+        let _ = writeln!(w, "      fix: {}", escape(&p.fix));
     }
     let _ = writeln!(w, "\nWarnings");
     if e.warnings.is_empty() {
         let _ = writeln!(w, "  none");
     }
     for x in &e.warnings {
-        let _ = writeln!(w, "  - {x}");
+        let _ = writeln!(w, "  - {}", escape(x));
     }
     let _ = writeln!(w, "\nFix-it keys");
     for f in &e.fix_its {
-        let _ = writeln!(w, "  {}: {}", f.key, f.hint);
+        let _ = writeln!(w, "  {}: {}", escape(&f.key), escape(&f.hint));
     }
     if !e.config_files.is_empty() {
-        let _ = writeln!(w, "\nConfig: {}", e.config_files.join(" < "));
+        let _ = writeln!(w, "\nConfig: {}", escape(&e.config_files.join(" < ")));
     } else {
         let _ = writeln!(w, "\nConfig: none found (all defaults)");
     }

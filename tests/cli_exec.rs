@@ -33,7 +33,9 @@ fn json(o: &Output) -> serde_json::Value {
 }
 
 #[test]
-fn exit_codes_pass_through_and_errors_are_125() {
+/// The command's own status passes through; clawden's refusals before the command ran exit
+/// with the shared table (src/exit_codes.rs): 5 refused, 6 engine.
+fn exit_codes_pass_through_and_errors_use_the_shared_table() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(async { engine().await });
@@ -114,7 +116,7 @@ fn exit_codes_pass_through_and_errors_are_125() {
             "true",
         ],
     );
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(5));
     let j = json(&o);
     assert_eq!(j["error"]["code"], "not_on_mount");
     assert!(!j["error"]["fix"].as_str().unwrap().is_empty());
@@ -134,7 +136,7 @@ fn exit_codes_pass_through_and_errors_are_125() {
             "true",
         ],
     );
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(5));
 }
 
 #[test]
@@ -234,7 +236,7 @@ fn an_unreachable_engine_is_reported_with_the_fix_and_direct_calls_still_work() 
         "--",
         "true",
     ]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(6));
     assert_eq!(json(&o)["error"]["code"], "engine_unreachable");
     let o = run(&["exec", "--config", c.to_str().unwrap(), "--", "echo direct"]);
     assert_eq!(
@@ -361,6 +363,6 @@ fn stdin_is_passed_only_when_asked() {
     let o = run(&[], b"ignored");
     assert_eq!((o.status.code(), o.stdout.as_slice()), (Some(0), &b""[..]));
     let o = run(&["--stdin"], &vec![b'x'; 70_000]);
-    assert_eq!(o.status.code(), Some(125));
+    assert_eq!(o.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&o.stderr).contains("stdin data is larger"));
 }

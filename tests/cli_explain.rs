@@ -19,10 +19,19 @@ fn fixture(name: &str) -> String {
     format!("{FIXTURES}/{name}.json5")
 }
 
+/// Where this checkout's build keeps the agent binary (next to clawden's own binary).
+fn agent_path() -> String {
+    std::path::Path::new(env!("CARGO_BIN_EXE_clawden"))
+        .with_file_name("clawden-agent")
+        .display()
+        .to_string()
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone())
         .unwrap()
         .replace(FIXTURES, "<fixtures>")
+        .replace(&agent_path(), "<clawden-agent>")
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -62,8 +71,13 @@ fn group_session_is_sandboxed_with_ro_agent_mount() {
     assert_eq!(j["sandboxed"], true);
     assert_eq!(j["scope"], "agent");
     assert_eq!(j["scopeKey"], "agent:main");
-    let mounts = j["mounts"].as_array().unwrap();
-    assert_eq!(mounts.len(), 2);
+    let all = j["mounts"].as_array().unwrap();
+    // The agent's own two mounts (binary, channel) come last when the agent binary is built.
+    let mounts: Vec<&serde_json::Value> = all
+        .iter()
+        .filter(|m| m["source"] != "agentbinary" && m["source"] != "agentchannel")
+        .collect();
+    assert_eq!(mounts.len(), 2, "{all:?}");
     assert_eq!(mounts[0]["container"], "/workspace");
     assert_eq!(mounts[0]["access"], "rw");
     assert_eq!(mounts[0]["source"], "workspace");
@@ -89,7 +103,8 @@ fn group_session_is_sandboxed_with_ro_agent_mount() {
     let redacted: serde_json::Value = serde_json::from_str(
         &serde_json::to_string(&j)
             .unwrap()
-            .replace(FIXTURES, "<fixtures>"),
+            .replace(FIXTURES, "<fixtures>")
+            .replace(&agent_path(), "<clawden-agent>"),
     )
     .unwrap();
     insta::assert_json_snapshot!("basic_group_json", redacted);

@@ -80,6 +80,8 @@ fn doctor_passes_here_warns_about_runc_and_cleans_up() {
             "cgroup",
             "image",
             "state directory",
+            "staged mounts",
+            "agent",
             "sandbox create",
             "baseline",
             "capabilities",

@@ -146,7 +146,7 @@ fn rename_exchange_race_from_inside_the_container() {
     rt().block_on(async {
         let sw = sweep("race");
         let w = World::new();
-        let s = w.supervisor(engine().await, w.config(&sw.prefix, "", ""));
+        let s = std::sync::Arc::new(w.supervisor(engine().await, w.config(&sw.prefix, "", "")));
         let (_, plan) = s.plan(Some("g"), None).unwrap();
         // The hostile helper: a static binary compiled here, run from the workspace.
         sh(&s, "mkdir -p sub && echo inside > sub/file").await;
@@ -166,11 +166,14 @@ fn rename_exchange_race_from_inside_the_container() {
         let host_file_existed = Path::new("/file").exists();
         for target in ["/".to_string(), canary_dir.path().display().to_string()] {
             sh(&s, &format!("rm -f sub_link; ln -s '{target}' sub_link; test -d sub")).await;
-            let bg = s
-                .exec(ExecRequest { session: Some("g".into()), command: "./swap sub sub_link >/dev/null 2>&1 & echo started".into(), ..Default::default() })
-                .await
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&bg.stdout), "started\n");
+            // The attacker's swapper runs as its own long call (a call's processes end with it).
+            let swapper = {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.exec(ExecRequest { session: Some("g".into()), command: "exec ./swap sub sub_link >/dev/null 2>&1".into(), timeout: Some(std::time::Duration::from_secs(600)), ..Default::default() }).await
+                })
+            };
+            sh(&s, "for i in $(seq 50); do pidof swap >/dev/null && break; sleep 0.1; done; pidof swap").await;
             let (mut ok_reads, mut refused_reads, mut ok_writes, mut refused_writes) = (0, 0, 0, 0);
             for i in 0..1000 {
                 match s.read(read("sub/file")).await {
@@ -188,6 +191,7 @@ fn rename_exchange_race_from_inside_the_container() {
                 }
             }
             sh(&s, "kill -9 $(pidof swap) 2>/dev/null; sleep 0.2; [ -L sub ] && { mv sub sub_x; mv sub_link sub; mv sub_x sub_link; }; true").await;
+            let _ = swapper.await;
             eprintln!("race via {target}: reads ok {ok_reads} refused {refused_reads}; writes ok {ok_writes} refused {refused_writes}");
             assert!(ok_reads + ok_writes > 0, "the race made every call fail");
             assert!(refused_reads + refused_writes > 0, "the swapper never won a race: the test did not exercise anything");

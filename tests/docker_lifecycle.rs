@@ -4,7 +4,7 @@
 mod common;
 
 use clawden::engine::verify::verify;
-use clawden::engine::{ContainerEngine, ExecSpec};
+use clawden::engine::{ContainerEngine, ContainerFacts, ExecApi, ExecSpec};
 use clawden::supervisor::SupervisorError;
 use common::*;
 use std::collections::BTreeSet;
@@ -39,7 +39,11 @@ fn every_access_and_scope_meets_the_baseline_and_mounts_are_the_plan() {
                 assert!(ens.created);
                 let (_, plan) = sup.plan(Some("group:x"), None).unwrap();
                 let ins = docker_inspect(&ens.container_name).expect("container exists");
-                assert_eq!(verify(&ins, &plan.container), vec![], "{access}/{scope}");
+                assert_eq!(
+                    verify(&ContainerFacts::from_docker_inspect(&ins), &plan.container),
+                    vec![],
+                    "{access}/{scope}"
+                );
                 // Spelled out for the most important items, straight from docker inspect.
                 let hc = &ins["HostConfig"];
                 assert_eq!(hc["CapDrop"], serde_json::json!(["ALL"]));
@@ -80,15 +84,63 @@ fn every_access_and_scope_meets_the_baseline_and_mounts_are_the_plan() {
                     .collect();
                 let ws = world.path("ws").to_string_lossy().into_owned();
                 let sbx = plan.sandbox_workspace.to_string_lossy().into_owned();
-                let want: BTreeSet<(String, String, bool, String)> = match access {
-                    "none" => [(sbx, "/workspace".into(), true, "rprivate".into())].into(),
+                // The access table, in host paths (before staging).
+                let planned: BTreeSet<(String, String, bool)> = plan
+                    .container
+                    .mounts
+                    .iter()
+                    .filter(|m| m.container != "/.clawden/agent" && m.container != "/run/clawden")
+                    .map(|m| {
+                        (
+                            m.host.to_string_lossy().into_owned(),
+                            m.container.clone(),
+                            !m.access.read_only(),
+                        )
+                    })
+                    .collect();
+                let table: BTreeSet<(String, String, bool)> = match access {
+                    "none" => [(sbx, "/workspace".into(), true)].into(),
                     "ro" => [
-                        (sbx, "/workspace".into(), true, "rprivate".into()),
-                        (ws, "/agent".into(), false, "rprivate".into()),
+                        (sbx, "/workspace".into(), true),
+                        (ws, "/agent".into(), false),
                     ]
                     .into(),
-                    _ => [(ws, "/workspace".into(), true, "rprivate".into())].into(),
+                    _ => [(ws, "/workspace".into(), true)].into(),
                 };
+                assert_eq!(planned, table, "{access}/{scope}");
+                // What Docker mounts: the plan's mounts (staging points as root), rprivate, and
+                // each staging point is the checked source's inode.
+                let want: BTreeSet<(String, String, bool, String)> = plan
+                    .container
+                    .engine_mounts()
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.host.to_string_lossy().into_owned(),
+                            m.container.clone(),
+                            !m.access.read_only(),
+                            "rprivate".to_string(),
+                        )
+                    })
+                    .collect();
+                for (staged, host) in plan
+                    .container
+                    .engine_mounts()
+                    .iter()
+                    .zip(&plan.container.mounts)
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let (a, b) = (
+                        std::fs::metadata(&staged.host).unwrap(),
+                        std::fs::metadata(&host.host).unwrap(),
+                    );
+                    assert_eq!(
+                        (a.dev(), a.ino()),
+                        (b.dev(), b.ino()),
+                        "{}",
+                        staged.host.display()
+                    );
+                }
                 assert_eq!(mounts, want, "{access}/{scope}");
                 sup.engine().remove(&ens.container_id).await.unwrap();
             }
@@ -209,10 +261,11 @@ fn reuse_restart_recreate_and_drift() {
         assert!(recreated.created);
         assert_ne!(recreated.container_id, first.container_id);
 
-        // Config changed while hot (just used), mounts unchanged: kept, with a warning naming the fix.
+        // Config changed while hot (just used) in a way that is not security (env): kept, with
+        // a warning naming the fix.
         let changed = world.supervisor(
             engine.clone(),
-            world.config(&sw.prefix, "", r#"memory: "512m","#),
+            world.config(&sw.prefix, "", r#"env: { NEWVAR: "1" },"#),
         );
         let kept = changed.ensure(Some("g"), None).await.unwrap();
         assert_eq!(kept.container_id, recreated.container_id);
@@ -223,6 +276,20 @@ fn reuse_restart_recreate_and_drift() {
             "{:?}",
             kept.warnings
         );
+
+        // Hot, but a security setting was tightened (memory): never kept while in use — the
+        // baseline is checked on every use. Refused with the recreate command.
+        let tightened = world.supervisor(
+            engine.clone(),
+            world.config(&sw.prefix, "", r#"memory: "512m","#),
+        );
+        match tightened.ensure(Some("g"), None).await {
+            Err(SupervisorError::Drift { message, fix }) => {
+                assert!(message.contains("HostConfig.Memory"), "{message}");
+                assert!(fix.contains("clawden recreate"), "{fix}")
+            }
+            other => panic!("expected drift refusal, got {other:?}"),
+        }
 
         // Hot, but mounts changed (workspace access none → rw): refused with the recreate command.
         let remount = world.supervisor(
@@ -238,7 +305,7 @@ fn reuse_restart_recreate_and_drift() {
 
         // Cold (last use long ago): removed and recreated with the new settings.
         changed.state().touch(&kept.container_name, 1).unwrap();
-        let fresh = changed.ensure(Some("g"), None).await.unwrap();
+        let fresh = tightened.ensure(Some("g"), None).await.unwrap();
         assert!(fresh.created);
         assert_ne!(fresh.container_id, kept.container_id);
         assert_eq!(
@@ -309,8 +376,8 @@ fn setup_command_runs_once_and_a_failing_one_leaves_nothing() {
             ),
         );
         match bad.ensure(Some("g"), None).await {
-            Err(SupervisorError::SetupFailed { exit_code, output }) => {
-                assert_eq!(exit_code, 3);
+            Err(SupervisorError::SetupFailed { status, output }) => {
+                assert_eq!(status, "exit code 3");
                 assert!(output.contains("broken"), "{output}");
             }
             other => panic!("expected setup failure, got {other:?}"),
@@ -444,7 +511,8 @@ fn a_custom_seccomp_profile_file_is_applied() {
         let world = World::new();
         let profile = world.path("seccomp.json");
         std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#).unwrap();
-        let sup = world.supervisor(engine.clone(), world.config(&sw.prefix, "", &format!(r#"seccompProfile: "{}","#, profile.display())));
+        // Allow-by-default is permissive (issue 7): accepted only with the dangerous flag.
+        let sup = world.supervisor(engine.clone(), world.config(&sw.prefix, "", &format!(r#"seccompProfile: "{}", dangerouslyAllowPermissiveSeccomp: true,"#, profile.display())));
         let ens = sup.ensure(Some("g"), None).await.unwrap();
         let run = |cmd: &str| ExecSpec { cmd: vec!["/bin/sh".into(), "-c".into(), cmd.into()], ..Default::default() };
         let r = engine.exec_collect(&ens.container_id, &run("mkdir /tmp/d"), 4096).await.unwrap();

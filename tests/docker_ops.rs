@@ -413,9 +413,8 @@ fn prune_removes_exactly_the_idle_and_old_ones_by_their_own_agents_settings() {
             } else {
                 // Labels cannot change after create: make an "old" one with an old createdAtMs.
                 let (_, plan) = sup.plan(Some(session), None).unwrap();
-                for d in &plan.container.create_dirs {
-                    std::fs::create_dir_all(d).unwrap();
-                }
+                // What the supervisor prepares before a create (dirs, staged mounts).
+                clawden::supervisor::mounting::prepare(sup.state().dir(), &plan.container).unwrap();
                 let mut labels = plan.container.labels.clone();
                 labels.insert("clawden.createdAtMs".into(), (now - created_ago).to_string());
                 labels.insert("clawden.configHash".into(), plan.config_hash.clone());

@@ -165,7 +165,11 @@ fn run_file_race(race: &Race, file: &str, write: bool) -> (usize, usize) {
     let (mut read_ok, mut write_ok) = (0, 0);
     let mut last_written: Option<Vec<u8>> = None;
     let mut i = 0;
-    while i < ROUNDS || (i < MAX_ROUNDS && (read_ok == 0 || (write && write_ok == 0))) {
+    // Past ROUNDS, keep going (bounded) until both sides of the race were seen: under load the
+    // swapper may get little CPU, and a race that never hit proves nothing.
+    while i < ROUNDS
+        || (i < MAX_ROUNDS && (read_ok == 0 || (write && write_ok == 0) || refused == 0))
+    {
         i += 1;
         if write {
             let content = format!("REAL-{i}").into_bytes();

@@ -76,6 +76,8 @@ const HARDENED: &[&str] = &[
 /// carry the bench's unique name prefix, the `docker run` ones the `clawden.bench` label.
 struct Sweep {
     prefix: String,
+    /// The bench's state directory: staged mounts under it are undone.
+    state: std::path::PathBuf,
 }
 
 impl Drop for Sweep {
@@ -103,7 +105,44 @@ impl Drop for Sweep {
                 .args(&ids)
                 .output();
         }
+        if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut points: Vec<std::path::PathBuf> = info
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .map(std::path::PathBuf::from)
+                .filter(|p| p.starts_with(&self.state))
+                .collect();
+            points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+            for p in points {
+                let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
     }
+}
+
+/// Resident memory of a process, in MiB (`VmRSS`).
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
 }
 
 fn main() {
@@ -112,10 +151,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let sweep = Sweep {
         prefix: format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+        state: dir.path().to_path_buf(),
     };
-    let lines = rt.block_on(run(&sweep.prefix));
+    let lines = rt.block_on(run(&sweep.prefix, dir.path()));
     println!(
         "{:<44} {:>12} {:>12} {:>8}  unit / note",
         "line", "clawden", "docker", "ratio"
@@ -135,7 +176,7 @@ fn main() {
     println!("\nwritten: target/bench.json");
 }
 
-async fn run(prefix: &str) -> Vec<Line> {
+async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
     let engine = Arc::new(DockerEngine::connect().await.expect("Docker engine"));
     if engine
         .image_id(clawden::images::MINIMAL_TAG)
@@ -149,13 +190,14 @@ async fn run(prefix: &str) -> Vec<Line> {
             .await
             .unwrap();
     }
-    let dir = tempfile::tempdir().unwrap();
     let text = format!(
         r#"{{ agents: {{ defaults: {{ workspace: "{ws}", sandbox: {{ mode: "all", scope: "session", calls: {{ maxReadBytes: "128m", maxWriteBytes: "128m" }}, workspaceRoot: "{root}", docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#,
-        ws = dir.path().join("ws").display(),
-        root = dir.path().join("sbx").display()
+        ws = dir.join("ws").display(),
+        root = dir.join("sbx").display()
     );
-    std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+    std::fs::create_dir_all(dir.join("ws")).unwrap();
+    let config_file = dir.join("config.json5");
+    std::fs::write(&config_file, &text).unwrap();
     let cfg = LoadedConfig {
         layers: vec![ConfigLayer {
             origin: "bench".into(),
@@ -164,7 +206,7 @@ async fn run(prefix: &str) -> Vec<Line> {
         ..Default::default()
     };
     let env = Env {
-        clawden_home: Some(dir.path().join("state")),
+        clawden_home: Some(dir.join("state")),
         ..Default::default()
     };
     let sup = Arc::new(Supervisor::new(engine.clone(), cfg, env));
@@ -204,12 +246,49 @@ async fn run(prefix: &str) -> Vec<Line> {
     for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
         let (a, b) = (pct(&mut ours, p), pct(&mut theirs, p));
         lines.push(Line {
-            name: format!("exec `true` round trip {label} (n={n})"),
+            name: format!("library exec `true` {label} (n={n})"),
             unit: "ms".into(),
             clawden: a,
             docker: b,
             ratio: a / b,
-            note: "vs docker exec CLI".into(),
+            note: "persistent agent connection vs docker exec CLI".into(),
+        });
+    }
+    // The same through the CLI: a fresh `clawden exec` process per call (config load, plan,
+    // ensure's inspect and checks, connect + peer check, the call).
+    let cli = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("clawden")))
+        .expect("clawden next to clawden-bench");
+    let n_cli = 100;
+    let mut ours_cli = Vec::with_capacity(n_cli);
+    for _ in 0..n_cli {
+        let t = Instant::now();
+        let o = Command::new(&cli)
+            .args([
+                "exec",
+                "--config",
+                config_file.to_str().unwrap(),
+                "--session",
+                "b0",
+                "--",
+                "true",
+            ])
+            .env("CLAWDEN_HOME", dir.join("state"))
+            .output()
+            .expect("clawden exec");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ours_cli.push(ms(t.elapsed()));
+    }
+    for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        let (a, b) = (pct(&mut ours_cli, p), pct(&mut theirs, p));
+        lines.push(Line {
+            name: format!("CLI exec `true` {label} (n={n_cli})"),
+            unit: "ms".into(),
+            clawden: a,
+            docker: b,
+            ratio: a / b,
+            note: "a `clawden exec` process per call vs docker exec CLI".into(),
         });
     }
 
@@ -320,6 +399,55 @@ async fn run(prefix: &str) -> Vec<Line> {
         docker: theirs,
         ratio: ours / theirs,
         note: "higher is better; ratio > 1 = clawden faster".into(),
+    });
+    // 5. Memory: the agent (with its zygote) in a sandbox, and the supervisor per live call.
+    let init = engine
+        .inspect(&name)
+        .await
+        .unwrap()
+        .and_then(|f| f.pid)
+        .expect("running sandbox");
+    let agent_tree: Vec<u32> = children(init)
+        .into_iter()
+        .flat_map(|a| std::iter::once(a).chain(children(a)))
+        .collect();
+    let agent_rss: f64 = agent_tree.iter().map(|p| rss_mib(*p)).sum();
+    let me = std::process::id();
+    let idle = rss_mib(me);
+    let live = 20;
+    let handles: Vec<_> = (0..live)
+        .map(|i| {
+            let sup = sup.clone();
+            tokio::spawn(async move {
+                sup.exec(ExecRequest {
+                    session: Some(format!("p{}", i % 5)),
+                    command: "sleep 2".into(),
+                    ..Default::default()
+                })
+                .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let busy = rss_mib(me);
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    lines.push(Line {
+        name: "agent RSS (agent + zygote, idle)".into(),
+        unit: "MiB".into(),
+        clawden: agent_rss,
+        docker: 0.0,
+        ratio: 0.0,
+        note: format!("{} processes", agent_tree.len()),
+    });
+    lines.push(Line {
+        name: format!("supervisor RSS per live call ({live} calls)"),
+        unit: "MiB".into(),
+        clawden: ((busy - idle) / live as f64).max(0.0),
+        docker: 0.0,
+        ratio: 0.0,
+        note: format!("idle {idle:.1} MiB, with {live} calls {busy:.1} MiB"),
     });
     for n in names {
         let _ = Command::new("docker").args(["rm", "-f", &n]).output();

@@ -1,9 +1,12 @@
 //! Tool-call commands: `exec`, (`read`, `write`), `audit`.
 
-use super::{Context, GlobalArgs, config_error, out, out_json, report_error};
+use super::errors::CliFailure;
+use super::{Context, GlobalArgs, config_error, out, out_json};
+use crate::display::escape;
 use crate::engine::docker::DockerEngine;
 use crate::exec::{ExecOutcome, ExecRequest};
 use crate::exit_codes;
+use crate::exit_codes::ErrorClass;
 use crate::supervisor::Supervisor;
 use crate::supervisor::calls::CallError;
 use base64::Engine as _;
@@ -67,12 +70,11 @@ pub(super) async fn supervisor(ctx: Context) -> Supervisor {
     Supervisor::new(engine, ctx.config, ctx.env)
 }
 
+/// A failed call: [`super::errors::report`] with its class (a malformed session key is a
+/// usage error, an unreachable engine an engine error, a refusal a refusal — from every
+/// command alike).
 pub(super) fn call_error(json: bool, e: &CallError) -> u8 {
-    report_error(json, e.code(), &e.to_string(), &e.fix());
-    match e {
-        CallError::Refused(_) => exit_codes::REFUSED,
-        CallError::Failed(_) => exit_codes::ENGINE,
-    }
+    super::errors::report(json, e)
 }
 
 /// Bytes as JSON: UTF-8 text when valid, base64 otherwise.
@@ -86,17 +88,51 @@ pub fn encode(bytes: &[u8]) -> (String, &'static str) {
     }
 }
 
+/// `exec --json`: the outcome on the wire (typed, camelCase; bytes as UTF-8 or base64).
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecJson<'a> {
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    stdout: String,
+    stderr: String,
+    stdout_encoding: &'static str,
+    stderr_encoding: &'static str,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
+    duration_ms: u64,
+    timed_out: bool,
+    oom_killed: bool,
+    container_died: bool,
+    container_name: &'a Option<String>,
+    /// Which path ran the call: `agent`, `engine` (fallback) or `host`.
+    via: crate::exec::Via,
+}
+
 pub fn exec_json(o: &ExecOutcome) -> serde_json::Value {
-    let (stdout, so) = encode(&o.stdout);
-    let (stderr, se) = encode(&o.stderr);
-    serde_json::json!({
-        "exitCode": o.exit_code, "signal": o.signal,
-        "stdout": stdout, "stderr": stderr, "stdoutEncoding": so, "stderrEncoding": se,
-        "stdoutTruncated": o.stdout_truncated, "stderrTruncated": o.stderr_truncated,
-        "stdoutBytes": o.stdout_bytes, "stderrBytes": o.stderr_bytes,
-        "durationMs": o.duration_ms, "timedOut": o.timed_out, "oomKilled": o.oom_killed,
-        "containerDied": o.container_died, "containerName": o.container_name,
+    let (stdout, stdout_encoding) = encode(&o.stdout);
+    let (stderr, stderr_encoding) = encode(&o.stderr);
+    serde_json::to_value(ExecJson {
+        exit_code: o.exit_code,
+        signal: o.signal,
+        stdout,
+        stderr,
+        stdout_encoding,
+        stderr_encoding,
+        stdout_truncated: o.stdout_truncated,
+        stderr_truncated: o.stderr_truncated,
+        stdout_bytes: o.stdout_bytes,
+        stderr_bytes: o.stderr_bytes,
+        duration_ms: o.duration_ms,
+        timed_out: o.timed_out,
+        oom_killed: o.oom_killed,
+        container_died: o.container_died,
+        container_name: &o.container_name,
+        via: o.via,
     })
+    .unwrap_or_default()
 }
 
 pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
@@ -107,13 +143,15 @@ pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
     let mut env = std::collections::BTreeMap::new();
     for kv in &a.env {
         let Some((k, v)) = kv.split_once('=') else {
-            report_error(
+            return super::errors::fail(
                 a.json,
-                "invalid_env_name",
-                &format!("--env {kv:?} is not K=V"),
-                "write --env NAME=value",
+                &CliFailure {
+                    class: ErrorClass::Usage,
+                    code: "invalid_env",
+                    message: format!("--env {} is not K=V", crate::display::quote(kv)),
+                    fix: "write --env NAME=value".into(),
+                },
             );
-            return ExitCode::from(exit_codes::EXEC_CLAWDEN_ERROR);
         };
         env.insert(k.to_string(), v.to_string());
     }
@@ -125,13 +163,15 @@ pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
             .take(crate::exec::MAX_STDIN_BYTES as u64 + 1)
             .read_to_end(&mut data)
         {
-            report_error(
+            return super::errors::fail(
                 a.json,
-                "input_error",
-                &format!("cannot read stdin: {e}"),
-                "",
+                &CliFailure {
+                    class: ErrorClass::Failure,
+                    code: "input_error",
+                    message: format!("cannot read stdin: {e}"),
+                    fix: String::new(),
+                },
             );
-            return ExitCode::from(exit_codes::EXEC_CLAWDEN_ERROR);
         }
         Some(data)
     } else {
@@ -188,10 +228,8 @@ pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
                 };
                 ExitCode::from(code.clamp(0, 255) as u8)
             }
-            Err(e) => {
-                call_error(a.json, &e);
-                ExitCode::from(exit_codes::EXEC_CLAWDEN_ERROR)
-            }
+            // The command never ran: the error's own class, like every other command.
+            Err(e) => ExitCode::from(call_error(a.json, &e)),
         }
     })
 }
@@ -223,9 +261,16 @@ pub fn audit(g: &GlobalArgs, a: AuditArgs) -> ExitCode {
             .exit_code
             .map(|c| format!(" exit {c}"))
             .unwrap_or_default();
+        // Sessions, paths and targets come from callers and sandboxes: escaped.
         text.push_str(&format!(
-            "{t}  {:<7} {:<5} {}  {} -> {}{rule}{code}  {}ms\n",
-            e.decision, e.op, e.session, e.subject, e.target, e.duration_ms
+            "{t}  {:<7} {:<5} {}  {} -> {}{}{code}  {}ms\n",
+            escape(&e.decision),
+            escape(&e.op),
+            escape(&e.session),
+            escape(&e.subject),
+            escape(&e.target),
+            escape(&rule),
+            e.duration_ms
         ));
     }
     if entries.is_empty() {
@@ -330,13 +375,15 @@ pub fn write(g: &GlobalArgs, a: WriteArgs) -> ExitCode {
             .read_to_end(&mut content),
     };
     if let Err(e) = read {
-        report_error(
+        return super::errors::fail(
             a.json,
-            "input_error",
-            &format!("cannot read the content: {e}"),
-            "check --from",
+            &CliFailure {
+                class: ErrorClass::Failure,
+                code: "input_error",
+                message: format!("cannot read the content: {e}"),
+                fix: "check --from".into(),
+            },
         );
-        return ExitCode::from(exit_codes::FAILURE);
     }
     let req = crate::supervisor::files::WriteRequest {
         session: a.session.clone(),
@@ -352,7 +399,11 @@ pub fn write(g: &GlobalArgs, a: WriteArgs) -> ExitCode {
                 if a.json {
                     out_json(&r);
                 } else {
-                    out(&format!("wrote {} bytes to {}\n", r.bytes_written, r.path));
+                    out(&format!(
+                        "wrote {} bytes to {}\n",
+                        r.bytes_written,
+                        escape(&r.path)
+                    ));
                 }
                 ExitCode::SUCCESS
             }

@@ -1,9 +1,8 @@
 //! Commands that talk to the engine: `ensure`, `image build`.
 
-use super::{Context, GlobalArgs, config_error, out, out_json, report_error};
+use super::{Context, GlobalArgs, config_error, out, out_json};
 use crate::engine::ContainerEngine;
 use crate::engine::docker::DockerEngine;
-use crate::exit_codes;
 use crate::supervisor::{Supervisor, SupervisorError};
 use clap::{Args, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -48,20 +47,9 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// A supervisor failure: [`super::errors::fail`] with its class.
 pub(super) fn supervisor_error(json: bool, e: &SupervisorError) -> ExitCode {
-    report_error(json, e.code(), &e.to_string(), &e.fix());
-    let code = match e {
-        SupervisorError::Session(_) => exit_codes::USAGE,
-        SupervisorError::Problems(_) => exit_codes::CONFIG_PROBLEMS,
-        SupervisorError::NotSandboxed(_)
-        | SupervisorError::Drift { .. }
-        | SupervisorError::Foreign(_) => exit_codes::REFUSED,
-        SupervisorError::Engine(_)
-        | SupervisorError::Mismatch { .. }
-        | SupervisorError::SetupFailed { .. } => exit_codes::ENGINE,
-        SupervisorError::Io(_) => exit_codes::FAILURE,
-    };
-    ExitCode::from(code)
+    super::errors::fail(json, e)
 }
 
 pub fn ensure(g: &GlobalArgs, a: EnsureArgs) -> ExitCode {
@@ -81,13 +69,14 @@ pub fn ensure(g: &GlobalArgs, a: EnsureArgs) -> ExitCode {
                     out_json(&ens);
                 } else {
                     let verb = if ens.created { "created" } else { "reused" };
+                    use crate::display::escape;
                     out(&format!(
                         "{} {} ({}) for scope {} [{}]\n",
                         verb,
-                        ens.container_name,
-                        &ens.container_id[..12.min(ens.container_id.len())],
-                        ens.scope_key,
-                        ens.image
+                        escape(&ens.container_name),
+                        escape(ens.container_id.get(..12).unwrap_or(&ens.container_id)),
+                        escape(&ens.scope_key),
+                        escape(&ens.image)
                     ));
                 }
                 ExitCode::SUCCESS
@@ -105,8 +94,15 @@ pub fn image(_g: &GlobalArgs, cmd: ImageCommand) -> ExitCode {
     let context = match crate::images::minimal_context() {
         Ok(c) => c,
         Err(e) => {
-            report_error(json, "image_context", &e.to_string(), e.fix());
-            return ExitCode::from(exit_codes::FAILURE);
+            return super::errors::fail(
+                json,
+                &super::errors::CliFailure {
+                    class: crate::exit_codes::ErrorClass::Failure,
+                    code: "image_context",
+                    message: e.to_string(),
+                    fix: e.fix().to_string(),
+                },
+            );
         }
     };
     let show = std::io::stderr().is_terminal() && !json;

@@ -1,4 +1,4 @@
-use super::{Context, GlobalArgs, config_error, out, out_json, report_error};
+use super::{Context, GlobalArgs, config_error, out, out_json};
 use crate::exit_codes;
 use crate::validate::HostContext;
 use clap::Args;
@@ -35,13 +35,7 @@ pub fn run(g: &GlobalArgs, a: ExplainArgs) -> ExitCode {
     let (eff, plan) = match decided {
         Ok(x) => x,
         Err(e) => {
-            report_error(
-                a.json,
-                e.code(),
-                &e.to_string(),
-                "give --session as agent:<agentId>:<name> or a short name",
-            );
-            return ExitCode::from(exit_codes::USAGE);
+            return super::errors::fail(a.json, &e);
         }
     };
     let ex = crate::explain::explain(&eff, &plan, ctx.config_files());

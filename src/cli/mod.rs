@@ -5,6 +5,7 @@
 mod calls;
 mod doctor;
 mod engine_cmds;
+pub mod errors;
 mod explain;
 mod ops;
 
@@ -113,26 +114,22 @@ pub fn out_json<T: serde::Serialize>(v: &T) {
     }
 }
 
-/// An error as `{"error": {code, message, fix}}` (with --json) or one line on stderr.
+/// An error as `{"error": {code, message, fix}}` (with --json, exact) or one line on stderr
+/// with control characters escaped (messages quote sandbox-chosen keys and paths).
 pub fn report_error(json: bool, code: &str, message: &str, fix: &str) {
+    use crate::display::escape;
     if json {
         out_json(&serde_json::json!({"error": {"code": code, "message": message, "fix": fix}}));
     } else if fix.is_empty() {
-        eprintln!("clawden: {message}");
+        eprintln!("clawden: {}", escape(message));
     } else {
-        eprintln!("clawden: {message}\n  fix: {fix}");
+        eprintln!("clawden: {}\n  fix: {}", escape(message), escape(fix));
     }
 }
 
+/// A config that cannot be loaded: [`errors::fail`] with its class.
 pub fn config_error(json: bool, e: &ConfigError) -> ExitCode {
-    let fix = match e {
-        ConfigError::Invalid { key, .. } => format!("correct or remove {key}"),
-        ConfigError::Syntax { .. } => "fix the JSON5 syntax".into(),
-        ConfigError::Read { .. } => "check the path given by --config or CLAWDEN_CONFIG".into(),
-        ConfigError::UnknownProfile { .. } => "use a built-in profile name or a path".into(),
-    };
-    report_error(json, "config_error", &e.to_string(), &fix);
-    ExitCode::from(exit_codes::CONFIG_ERROR)
+    errors::fail(json, e)
 }
 
 pub fn run() -> ExitCode {

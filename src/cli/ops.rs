@@ -2,9 +2,9 @@
 //! `image build toolbox`.
 
 use super::engine_cmds::{runtime, supervisor_error};
-use super::{Context, GlobalArgs, config_error, out, out_json, report_error};
+use super::{Context, GlobalArgs, config_error, out, out_json};
+use crate::display::escape;
 use crate::engine::docker::DockerEngine;
-use crate::exit_codes;
 use crate::supervisor::ops::{Removed, SandboxInfo, Selector, human_duration};
 use crate::supervisor::{Supervisor, now_ms};
 use clap::{ArgGroup, Args};
@@ -94,18 +94,20 @@ pub fn render_list(list: &[SandboxInfo]) -> String {
         "AGE",
         "IDLE",
     ];
+    // Names, keys and images come from container labels: escaped (security.md, principle 8).
+    let esc = |s: &str| escape(s).into_owned();
     let rows: Vec<[String; 8]> = list
         .iter()
         .map(|s| {
             [
-                s.name.clone(),
-                s.scope_key.clone(),
-                s.agent_id.clone(),
+                esc(&s.name),
+                esc(&s.scope_key),
+                esc(&s.agent_id),
                 if s.running { "running" } else { "stopped" }.into(),
                 if s.image_matches {
-                    s.image.clone()
+                    esc(&s.image)
                 } else {
-                    format!("{} (outdated)", s.image)
+                    format!("{} (outdated)", esc(&s.image))
                 },
                 if s.config_current { "current" } else { "stale" }.into(),
                 human_duration(s.age_seconds),
@@ -116,7 +118,7 @@ pub fn render_list(list: &[SandboxInfo]) -> String {
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
     let line = |cells: &[String]| {
@@ -135,7 +137,11 @@ pub fn render_list(list: &[SandboxInfo]) -> String {
     }
     let hints: Vec<String> = list
         .iter()
-        .filter_map(|i| i.hint.as_ref().map(|h| format!("  {}: {h}\n", i.name)))
+        .filter_map(|i| {
+            i.hint
+                .as_ref()
+                .map(|h| format!("  {}: {}\n", esc(&i.name), escape(h)))
+        })
         .collect();
     if !hints.is_empty() {
         s.push_str("\nhints:\n");
@@ -166,11 +172,18 @@ pub fn recreate(g: &GlobalArgs, a: RecreateArgs) -> ExitCode {
         }
         if ask {
             for t in &targets {
-                eprintln!("  {}", t.name);
+                eprintln!("  {}", escape(&t.name));
             }
             if !confirm(&format!("Remove {} sandbox(es)? [y/N] ", targets.len())) {
-                report_error(a.json, "declined", "nothing was removed", "");
-                return ExitCode::from(exit_codes::DECLINED);
+                return super::errors::fail(
+                    a.json,
+                    &super::errors::CliFailure {
+                        class: crate::exit_codes::ErrorClass::Declined,
+                        code: "declined",
+                        message: "nothing was removed".into(),
+                        fix: String::new(),
+                    },
+                );
             }
         }
         match sup.remove_sandboxes(&targets).await {
@@ -211,7 +224,11 @@ fn print_removed(json: bool, prune: Option<bool>, removed: &[Removed]) {
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut s = String::new();
     for r in removed {
-        s.push_str(&format!("{verb} {} (scope {})", r.name, r.scope_key));
+        s.push_str(&format!(
+            "{verb} {} (scope {})",
+            escape(&r.name),
+            escape(&r.scope_key)
+        ));
         if let Some(reason) = &r.reason {
             s.push_str(&format!(": {reason}"));
         }
@@ -265,10 +282,15 @@ pub fn image_toolbox(json: bool) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(crate::images::ToolboxError::Engine(e)) => supervisor_error(json, &e.into()),
-            Err(crate::images::ToolboxError::Image(e)) => {
-                report_error(json, "image_build", &e.to_string(), e.fix());
-                ExitCode::from(exit_codes::FAILURE)
-            }
+            Err(crate::images::ToolboxError::Image(e)) => super::errors::fail(
+                json,
+                &super::errors::CliFailure {
+                    class: crate::exit_codes::ErrorClass::Failure,
+                    code: "image_build",
+                    message: e.to_string(),
+                    fix: e.fix().to_string(),
+                },
+            ),
         }
     })
 }

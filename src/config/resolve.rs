@@ -14,6 +14,8 @@ pub const DEFAULT_PREFIX: &str = "clawden-sbx-";
 pub const DEFAULT_WORKDIR: &str = "/workspace";
 pub const DEFAULT_MAIN_KEY: &str = "main";
 pub const DEFAULT_AGENT: &str = "main";
+/// The default `fsize` ulimit (bytes): the largest file a sandbox process can write.
+pub const DEFAULT_FSIZE_BYTES: i64 = 1 << 30;
 /// The cap given to a tmpfs entry that names none.
 pub const DEFAULT_TMPFS_SIZE: u64 = 64 << 20;
 pub const DEFAULT_TOOL_ALLOW: &[&str] = &[
@@ -120,10 +122,12 @@ pub struct EffectiveDocker {
     pub allow_reserved_targets: Sourced<bool>,
     pub allow_external_sources: Sourced<bool>,
     pub allow_namespace_join: Sourced<bool>,
+    pub allow_permissive_seccomp: Sourced<bool>,
 }
 
 #[derive(Debug, Clone)]
 pub struct EffectiveCalls {
+    pub direct_user: Sourced<Option<String>>,
     pub timeout_seconds: Sourced<u64>,
     pub max_output_bytes: Sourced<ByteSize>,
     pub max_read_bytes: Sourced<ByteSize>,
@@ -388,6 +392,12 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
     let mut ulimits: BTreeMap<String, Sourced<(i64, i64)>> = BTreeMap::new();
     ulimits.insert("nofile".into(), Sourced::default((1024, 4096)));
     ulimits.insert("core".into(), Sourced::default((0, 0)));
+    // No file written in the sandbox grows past this (issue 7): a sandbox cannot fill the
+    // host's disk through a writable workspace with one file. (better)
+    ulimits.insert(
+        "fsize".into(),
+        Sourced::default((DEFAULT_FSIZE_BYTES, DEFAULT_FSIZE_BYTES)),
+    );
     let mut binds = Vec::new();
     for c in docker_cands.iter().rev() {
         let Some(d) = docker_of(c.section) else {
@@ -485,9 +495,24 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
             dangerously_allow_container_namespace_join,
             false
         ),
+        allow_permissive_seccomp: d!(
+            "dangerouslyAllowPermissiveSeccomp",
+            dangerously_allow_permissive_seccomp,
+            false
+        ),
     };
 
     let calls = EffectiveCalls {
+        direct_user: pick(
+            &all,
+            "calls.directUser",
+            |s| {
+                s.calls
+                    .as_ref()
+                    .and_then(|c| c.direct_user.clone().map(Some))
+            },
+            None,
+        ),
         timeout_seconds: pick(
             &all,
             "calls.timeoutSeconds",

@@ -138,6 +138,9 @@ pub struct PruneSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CallsSection {
+    /// `uid:gid` that direct (unsandboxed) calls run as when clawden runs as root. Unset: the
+    /// agent workspace's owner (never root: a root-owned workspace is refused until this is set).
+    pub direct_user: Option<String>,
     pub timeout_seconds: Option<u64>,
     pub max_output_bytes: Option<ByteSize>,
     pub max_read_bytes: Option<ByteSize>,
@@ -171,6 +174,8 @@ pub struct DockerSection {
     pub dangerously_allow_reserved_container_targets: Option<bool>,
     pub dangerously_allow_external_bind_sources: Option<bool>,
     pub dangerously_allow_container_namespace_join: Option<bool>,
+    /// Accept a custom seccompProfile that re-allows what Docker's default refuses.
+    pub dangerously_allow_permissive_seccomp: Option<bool>,
 }
 
 /// A ulimit: one number (soft = hard) or `{ soft, hard }`.

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Bump when the meaning of the hashed document changes, so old containers are recreated.
-pub const HASH_EPOCH: u32 = 1;
+pub const HASH_EPOCH: u32 = 2;
 
 /// Canonical JSON text: sorted keys, no insignificant whitespace. Independent of serde_json's
 /// map ordering features.

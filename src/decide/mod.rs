@@ -5,10 +5,12 @@
 pub mod hash;
 pub mod mounts;
 pub mod naming;
+pub mod owner;
 pub mod plan;
 pub mod session;
 
 pub use mounts::{Access, MountSource, PlannedMount};
+pub use owner::{OWNER_LABEL, owner_id};
 pub use plan::{ContainerSpec, HostProbe, RealHost, SandboxPlan, plan};
 pub use session::{SessionRef, is_sandboxed, resolve_session};
 
@@ -28,6 +30,15 @@ pub fn decide(
     let (main_key, scope) = crate::config::resolve::session_settings(cfg);
     let s = resolve_session(session, agent, &main_key, scope)?;
     let eff = crate::config::resolve(cfg, &s.agent_id, env);
-    let p = plan(&eff, &s, host, ctx);
+    let mut p = plan(&eff, &s, host, ctx);
+    // Without root nothing pins a bind source between check and use: a source some sandbox can
+    // rewrite is refused instead.
+    if p.container.staging_dir.is_none() {
+        let writable = crate::mounts::sandbox_writable_dirs(cfg, env);
+        p.problems.extend(crate::mounts::sandbox_writable_check(
+            &p.container.mounts,
+            &writable,
+        ));
+    }
     Ok((eff, p))
 }

@@ -27,6 +27,10 @@ pub enum MountSource {
     Workspace,
     Agent,
     Bind,
+    /// The `clawden-agent` binary (read-only).
+    AgentBinary,
+    /// The agent's channel directory (its socket).
+    AgentChannel,
 }
 
 /// One bind mount of the plan: canonical host path → container path.

@@ -15,6 +15,18 @@ use std::path::{Path, PathBuf};
 
 /// The unprivileged user a sandbox gets when the workspace owner is root. (better)
 pub const FALLBACK_USER: (u32, u32) = (1000, 1000);
+/// Every sandbox gets its own cgroup namespace (its memory counters are its own).
+pub const CGROUPNS_MODE: &str = "private";
+/// The OCI runtime every sandbox runs under (checked on every use).
+pub const RUNTIME: &str = "runc";
+/// Where the agent binary is bind-mounted (read-only) in every sandbox.
+pub const AGENT_BINARY_TARGET: &str = "/.clawden/agent";
+/// Where the agent's per-sandbox channel directory is bind-mounted (its socket lives there).
+pub const AGENT_CHANNEL_TARGET: &str = "/run/clawden";
+/// The agent's socket file name inside its channel directory.
+pub const AGENT_SOCKET: &str = "agent.sock";
+/// The main process when no agent binary is available: idle, calls use the Engine API.
+pub const IDLE_CMD: &[&str] = &["/bin/sleep", "2147483647"];
 
 /// System paths that can never be the workdir.
 const SYSTEM_DIRS: &[&str] = &[
@@ -28,10 +40,71 @@ pub trait HostProbe {
     fn owner(&self, path: &Path) -> Option<(u32, u32)>;
     /// The effective uid:gid of clawden itself.
     fn identity(&self) -> (u32, u32);
+    /// The static `clawden-agent` binary to mount into sandboxes, or why there is none.
+    fn agent_binary(&self) -> Result<PathBuf, String>;
 }
 
 /// The real host.
 pub struct RealHost;
+
+/// Where the agent binary is: `$CLAWDEN_AGENT`, else next to the running executable (or one
+/// directory up, for test binaries in `target/*/deps`). It must be a static ELF: it runs in
+/// images without a C library.
+pub fn find_agent_binary() -> Result<PathBuf, String> {
+    if let Some(p) = std::env::var_os("CLAWDEN_AGENT").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return check_static(&p).map(|()| p);
+    }
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find clawden's own path: {e}"))?;
+    let mut tried = Vec::new();
+    for dir in exe.ancestors().skip(1).take(2) {
+        let p = dir.join("clawden-agent");
+        if p.is_file() {
+            return check_static(&p).map(|()| p);
+        }
+        tried.push(p.display().to_string());
+    }
+    Err(format!(
+        "no clawden-agent binary at {} (build it with `cargo build`, or set CLAWDEN_AGENT)",
+        tried.join(" or ")
+    ))
+}
+
+/// A static ELF has no `PT_INTERP` program header.
+fn check_static(p: &Path) -> Result<(), String> {
+    let data = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let u16_at = |o: usize| {
+        data.get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+    };
+    // 64-bit little-endian ELF only (the agent is built for x86_64).
+    if data.get(0..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return Err(format!("{} is not a 64-bit ELF executable", p.display()));
+    }
+    let (phoff, phentsize, phnum) = match (u64_at(0x20), u16_at(0x36), u16_at(0x38)) {
+        (Some(a), Some(b), Some(c)) => (a, b, c),
+        _ => return Err(format!("{} is a truncated ELF file", p.display())),
+    };
+    for i in 0..phnum {
+        let off = phoff + i * phentsize;
+        match data.get(off..off + 4) {
+            Some(t) if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == 3 => {
+                return Err(format!(
+                    "{} is dynamically linked; the agent must be static (build with `cargo build`)",
+                    p.display()
+                ));
+            }
+            Some(_) => {}
+            None => return Err(format!("{} is a truncated ELF file", p.display())),
+        }
+    }
+    Ok(())
+}
 
 impl HostProbe for RealHost {
     fn owner(&self, path: &Path) -> Option<(u32, u32)> {
@@ -43,6 +116,10 @@ impl HostProbe for RealHost {
             nix::unistd::geteuid().as_raw(),
             nix::unistd::getegid().as_raw(),
         )
+    }
+    fn agent_binary(&self) -> Result<PathBuf, String> {
+        static FOUND: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+        FOUND.get_or_init(find_agent_binary).clone()
     }
 }
 
@@ -87,11 +164,107 @@ pub struct ContainerSpec {
     pub dns: Vec<String>,
     pub extra_hosts: Vec<String>,
     pub setup_command: Option<String>,
+    /// The container's main process: the agent, or an idle process when there is none.
+    pub cmd: Vec<String>,
+    /// The in-container agent, when its binary is available.
+    pub agent: Option<AgentPlan>,
+    /// When clawden runs as root, every mount is staged here first (`<state>/staging/<name>`),
+    /// pinned to the checked inode, and Docker binds the staging points.
+    pub staging_dir: Option<PathBuf>,
     /// Labels fixed by the plan (create time and hash are added when the container is made).
     pub labels: BTreeMap<String, String>,
     /// Host directories clawden creates before the container (owned by `dir_owner`).
     pub create_dirs: Vec<PathBuf>,
     pub dir_owner: Option<(u32, u32)>,
+}
+
+/// Label with a digest of the planned mounts (host source, target, access).
+pub const MOUNTS_LABEL: &str = "clawden.mounts";
+
+/// A short digest of what is mounted where, so a container's mounts can be compared with a
+/// plan's even when the engine only sees staging points.
+pub fn mounts_digest(mounts: &[PlannedMount]) -> String {
+    let v: Vec<(String, &str, bool)> = mounts
+        .iter()
+        // Where this host keeps the agent binary is not a sandbox's business.
+        .filter(|m| m.source != MountSource::AgentBinary)
+        .map(|m| {
+            (
+                m.host.to_string_lossy().into_owned(),
+                m.container.as_str(),
+                m.access.read_only(),
+            )
+        })
+        .collect();
+    let h = super::hash::config_hash(&v);
+    h[..16].to_string()
+}
+
+/// The agent of a sandbox: its binary on the host, its channel directory, who may call it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPlan {
+    pub binary: PathBuf,
+    /// `<state>/agents/<container>`: owned by the sandbox user, mounted at [`AGENT_CHANNEL_TARGET`].
+    pub channel_dir: PathBuf,
+    /// The only uid the agent accepts calls from (clawden's own).
+    pub supervisor_uid: u32,
+}
+
+impl AgentPlan {
+    /// The agent's socket as the host reaches it.
+    pub fn host_socket(&self) -> PathBuf {
+        self.channel_dir.join(AGENT_SOCKET)
+    }
+}
+
+impl ContainerSpec {
+    /// The mounts as the engine is told: staging points instead of host paths when staged.
+    pub fn engine_mounts(&self) -> Vec<PlannedMount> {
+        match &self.staging_dir {
+            None => self.mounts.clone(),
+            Some(dir) => self
+                .mounts
+                .iter()
+                .enumerate()
+                .map(|(i, m)| PlannedMount {
+                    host: dir.join(i.to_string()),
+                    ..m.clone()
+                })
+                .collect(),
+        }
+    }
+
+    /// Give the container another name (doctor's throwaway sandbox), moving what is named after
+    /// it — its staging directory and its agent channel — along.
+    pub fn rename(&mut self, name: &str) {
+        let sibling = |p: &Path| {
+            p.parent()
+                .map(|d| d.join(name))
+                .unwrap_or_else(|| p.to_path_buf())
+        };
+        self.staging_dir = self.staging_dir.as_deref().map(sibling);
+        if let Some(a) = self.agent.as_mut() {
+            a.channel_dir = sibling(&a.channel_dir);
+            for m in &mut self.mounts {
+                if m.source == MountSource::AgentChannel {
+                    m.host = a.channel_dir.clone();
+                }
+            }
+        }
+        self.name = name.to_string();
+    }
+
+    /// The user as numeric uid:gid, when it is numeric.
+    pub fn numeric_user(&self) -> Option<(u32, u32)> {
+        let mut it = self.user.split(':');
+        let uid = it.next()?.parse().ok()?;
+        let gid = match it.next() {
+            Some(g) => g.parse().ok()?,
+            None => uid,
+        };
+        Some((uid, gid))
+    }
 }
 
 /// The complete decision for one session.
@@ -109,6 +282,8 @@ pub struct SandboxPlan {
     pub user_origin: UserOrigin,
     pub container: ContainerSpec,
     pub config_hash: String,
+    /// How long the setupCommand may run (`calls.timeoutSeconds`).
+    pub setup_timeout_seconds: u64,
     pub problems: Vec<Refusal>,
     pub warnings: Vec<String>,
 }
@@ -249,7 +424,12 @@ pub fn plan(
     }
 
     let mut mounts = managed_mounts(access, &sandbox_ws, &agent_ws, &workdir);
-    let mut reserved: Vec<String> = vec![workdir.clone(), super::mounts::AGENT_MOUNT.to_string()];
+    let mut reserved: Vec<String> = vec![
+        workdir.clone(),
+        super::mounts::AGENT_MOUNT.to_string(),
+        "/.clawden".to_string(),
+        AGENT_CHANNEL_TARGET.to_string(),
+    ];
     reserved.extend(tmpfs.keys().cloned());
     let allowed_roots = [agent_ws.clone(), sandbox_ws.clone()];
     let policy = BindPolicy {
@@ -277,8 +457,15 @@ pub fn plan(
         ("apparmorProfile", &d.apparmor_profile.value),
     ] {
         if let Some(v) = value {
-            match validate::validate_security_profile(key, v) {
-                Ok(()) => {
+            let checked = validate::validate_security_profile(key, v).and_then(|()| {
+                if key == "seccompProfile" {
+                    validate::validate_seccomp_file(v, d.allow_permissive_seccomp.value)
+                } else {
+                    Ok(Vec::new())
+                }
+            });
+            match checked {
+                Ok(permissive) => {
                     let opt = if key == "seccompProfile" {
                         "seccomp"
                     } else {
@@ -288,6 +475,13 @@ pub fn plan(
                     warnings.push(format!(
                         "custom {key} {v:?} replaces Docker's default profile"
                     ));
+                    if !permissive.is_empty() {
+                        warnings.push(format!(
+                            "DANGER: seccompProfile {v:?} is permissive and accepted only because dangerouslyAllowPermissiveSeccomp is on ({}): {}",
+                            d.allow_permissive_seccomp.source,
+                            permissive.join("; ")
+                        ));
+                    }
                 }
                 Err(r) => problems.push(r),
             }
@@ -351,6 +545,11 @@ pub fn plan(
                 "fix the ulimit",
             ));
         }
+        if name == "fsize" && (soft < 0 || hard < 0) {
+            warnings.push(
+                "ulimit fsize is unlimited: a sandbox can write files of any size into its writable mounts".into(),
+            );
+        }
         if name == "core" && hard != 0 {
             warnings
                 .push("ulimit core is not 0: processes in the sandbox may write core dumps".into());
@@ -402,6 +601,9 @@ pub fn plan(
             None => (format!("{euid}:{egid}"), UserOrigin::Caller, None),
         },
     };
+    // Only root gives directories away; without root the owner is whoever clawden is, so the
+    // plan (and its hash) must not depend on whether the directory exists yet.
+    let dir_owner = if euid == 0 { dir_owner } else { None };
     if access == WorkspaceAccess::Rw
         && d.user.value.is_none()
         && host.owner(&agent_ws).is_some_and(|(u, _)| u == 0)
@@ -437,10 +639,33 @@ pub fn plan(
             &d.allow_namespace_join,
             "dangerouslyAllowContainerNamespaceJoin",
         ),
+        (
+            &d.allow_permissive_seccomp,
+            "dangerouslyAllowPermissiveSeccomp",
+        ),
     ] {
         if flag.value {
             warnings.push(format!("{name} is on ({})", flag.source));
         }
+    }
+    if eff.mode.value != Mode::Off && scope != Scope::Session {
+        warnings.push(format!(
+            "scope {:?}: sessions sharing this container can read each other's call environment and processes; use scope \"session\" to separate them",
+            if scope == Scope::Agent { "agent" } else { "shared" }
+        ));
+    }
+    if !sandboxed
+        && eff
+            .calls
+            .direct_user
+            .value
+            .as_deref()
+            .is_some_and(|u| matches!(u.split(':').next(), Some("0") | Some("root")))
+    {
+        warnings.push(format!(
+            "calls.directUser runs this session's direct calls on the host as ROOT ({})",
+            eff.calls.direct_user.source
+        ));
     }
     if eff.mode.value == Mode::Off {
         warnings.push(
@@ -457,11 +682,58 @@ pub fn plan(
     labels.insert("clawden.sandbox".into(), "1".into());
     labels.insert("clawden.scopeKey".into(), skey.clone());
     labels.insert("clawden.agentId".into(), session.agent_id.clone());
+    labels.insert(
+        super::owner::OWNER_LABEL.into(),
+        super::owner::owner_id(&eff.state_dir, &d.container_prefix.value),
+    );
 
     let mut create_dirs = vec![sandbox_ws.clone()];
     if access != WorkspaceAccess::None {
         create_dirs.push(agent_ws.clone());
     }
+    // The agent: bind-mounted read-only, its channel directory private to this sandbox.
+    let agent = match host.agent_binary() {
+        Ok(binary) => Some(AgentPlan {
+            binary,
+            channel_dir: eff.state_dir.join("agents").join(&name),
+            supervisor_uid: euid,
+        }),
+        Err(why) => {
+            warnings.push(format!(
+                "no in-container agent: {why}; calls use the slower Engine API exec path"
+            ));
+            None
+        }
+    };
+    let cmd: Vec<String> = match &agent {
+        Some(a) => {
+            mounts.push(PlannedMount {
+                host: a.binary.clone(),
+                container: AGENT_BINARY_TARGET.into(),
+                access: Access::Ro,
+                source: MountSource::AgentBinary,
+            });
+            mounts.push(PlannedMount {
+                host: a.channel_dir.clone(),
+                container: AGENT_CHANNEL_TARGET.into(),
+                access: Access::Rw,
+                source: MountSource::AgentChannel,
+            });
+            vec![
+                AGENT_BINARY_TARGET.to_string(),
+                "serve".into(),
+                "--socket".into(),
+                format!("{AGENT_CHANNEL_TARGET}/{AGENT_SOCKET}"),
+                "--supervisor-uid".into(),
+                a.supervisor_uid.to_string(),
+            ]
+        }
+        None => IDLE_CMD.iter().map(|s| s.to_string()).collect(),
+    };
+    // As root every mount is staged (pinned, no submounts, nosuid/nodev); see `crate::mounts`.
+    let staging_dir = (euid == 0).then(|| crate::mounts::staging_dir(&eff.state_dir, &name));
+    // Which host paths are mounted where (staging points hide them from the engine's view).
+    labels.insert(MOUNTS_LABEL.into(), mounts_digest(&mounts));
     let container = ContainerSpec {
         name,
         image: d.image.value.clone(),
@@ -486,11 +758,27 @@ pub fn plan(
         dns: d.dns.value.clone(),
         extra_hosts: d.extra_hosts.value.clone(),
         setup_command: d.setup_command.value.clone(),
+        cmd,
+        agent,
+        staging_dir,
         labels,
         create_dirs,
         dir_owner,
     };
-    let config_hash = config_hash(&container);
+    // The hash covers what the sandbox gets, not where this host keeps the agent binary (a
+    // different checkout or install path is not a different sandbox).
+    let config_hash = {
+        let mut hashed = container.clone();
+        if let Some(a) = hashed.agent.as_mut() {
+            a.binary = PathBuf::from("clawden-agent");
+        }
+        for m in hashed.mounts.iter_mut() {
+            if m.source == MountSource::AgentBinary {
+                m.host = PathBuf::from("clawden-agent");
+            }
+        }
+        config_hash(&hashed)
+    };
     SandboxPlan {
         session: session.clone(),
         sandboxed,
@@ -503,6 +791,7 @@ pub fn plan(
         user_origin,
         container,
         config_hash,
+        setup_timeout_seconds: eff.calls.timeout_seconds.value,
         problems,
         warnings,
     }
@@ -513,5 +802,65 @@ fn key_of(source: &crate::config::Source, default_key: &str) -> String {
     match source {
         crate::config::Source::Key { key, .. } => key.clone(),
         crate::config::Source::Default => default_key.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::load::ConfigLayer;
+    use crate::config::{Env, LoadedConfig, parse_config};
+
+    /// A host whose agent binary lives wherever the test says.
+    struct AgentAt(PathBuf);
+
+    impl HostProbe for AgentAt {
+        fn owner(&self, path: &Path) -> Option<(u32, u32)> {
+            RealHost.owner(path)
+        }
+        fn identity(&self) -> (u32, u32) {
+            (1000, 1000)
+        }
+        fn agent_binary(&self) -> Result<PathBuf, String> {
+            Ok(self.0.clone())
+        }
+    }
+
+    fn plan_with(host: &dyn HostProbe, state: &str) -> SandboxPlan {
+        let text = r#"{ agents: { defaults: { workspace: "/nonexistent-ws", sandbox: { mode: "all" } } } }"#;
+        let cfg = LoadedConfig {
+            layers: vec![ConfigLayer {
+                origin: "test".into(),
+                file: parse_config(text, "test").unwrap(),
+            }],
+            ..Default::default()
+        };
+        let env = Env {
+            clawden_home: Some(PathBuf::from(state)),
+            home: Some(PathBuf::from("/nonexistent-home")),
+            ..Default::default()
+        };
+        let ctx = HostContext::for_tests(vec![]);
+        crate::decide::decide(&cfg, &env, &ctx, host, Some("group:x"), None)
+            .unwrap()
+            .1
+    }
+
+    #[test]
+    fn the_hash_does_not_depend_on_where_the_agent_binary_lives() {
+        let a = plan_with(&AgentAt("/one/checkout/clawden-agent".into()), "/st");
+        let b = plan_with(&AgentAt("/other/place/clawden-agent".into()), "/st");
+        assert_ne!(
+            a.container.mounts, b.container.mounts,
+            "binary paths differ"
+        );
+        assert_eq!(a.config_hash, b.config_hash);
+        assert_eq!(
+            a.container.labels.get(MOUNTS_LABEL),
+            b.container.labels.get(MOUNTS_LABEL)
+        );
+        // What the sandbox does get still counts: another state directory is another channel.
+        let c = plan_with(&AgentAt("/one/checkout/clawden-agent".into()), "/st2");
+        assert_ne!(a.config_hash, c.config_hash);
     }
 }

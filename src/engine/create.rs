@@ -8,12 +8,9 @@ use bollard::models::{
 };
 use std::collections::{BTreeMap, HashMap};
 
-/// The idle main process (under Docker's init): long, portable across busybox and coreutils.
-pub const IDLE_CMD: &[&str] = &["/bin/sleep", "2147483647"];
-
 pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> ContainerCreateBody {
     let mounts = spec
-        .mounts
+        .engine_mounts()
         .iter()
         .map(|m| Mount {
             target: Some(m.container.clone()),
@@ -56,6 +53,8 @@ pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> C
                 .collect(),
         ),
         init: Some(true),
+        cgroupns_mode: Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE),
+        runtime: Some(crate::decide::plan::RUNTIME.into()),
         restart_policy: Some(RestartPolicy {
             name: Some(RestartPolicyNameEnum::NO),
             maximum_retry_count: None,
@@ -80,7 +79,7 @@ pub fn create_body(spec: &ContainerSpec, labels: &BTreeMap<String, String>) -> C
     };
     ContainerCreateBody {
         image: Some(spec.image.clone()),
-        cmd: Some(IDLE_CMD.iter().map(|s| s.to_string()).collect()),
+        cmd: Some(spec.cmd.clone()),
         entrypoint: Some(vec![]),
         user: Some(spec.user.clone()),
         working_dir: Some(spec.workdir.clone()),

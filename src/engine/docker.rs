@@ -1,7 +1,13 @@
 //! [`ContainerEngine`] over the Docker Engine API with bollard. Connects through `DOCKER_HOST` or
 //! the local socket and negotiates the API version (the engine may be older than bollard's).
 
-use super::{ContainerEngine, ContainerSummary, EngineError, EngineInfo, ExecResult, ExecSpec};
+use super::local::{
+    Endpoint, SocketError, SocketPeer, check_socket, host_kernel, kernel_rule, parse_docker_host,
+};
+use super::{
+    ContainerEngine, ContainerFacts, ContainerSummary, EngineError, EngineInfo, ExecApi,
+    ExecResult, ExecSpec, ExecState,
+};
 use crate::decide::ContainerSpec;
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
@@ -17,32 +23,115 @@ use std::collections::{BTreeMap, HashMap};
 pub struct DockerEngine {
     docker: Docker,
     endpoint: String,
+    peer: SocketPeer,
 }
 
 fn endpoint_from_env() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| format!("unix://{}", super::local::DEFAULT_SOCKET))
 }
 
+/// How long a freshly connected socket may take to answer `/version`.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl DockerEngine {
-    /// Connect and negotiate the API version. Fails with `Unreachable` when no engine answers.
+    /// Connect to a *local* engine (see [`super::local`]) and negotiate the API version. Fails
+    /// with `NotLocal` (`remote_engine`) for anything but an engine on this host's unix socket,
+    /// and with `Unreachable` when no engine listens.
     pub async fn connect() -> Result<Self, EngineError> {
         let endpoint = endpoint_from_env();
-        let unreachable = |e: BollardError| EngineError::Unreachable {
+        let not_local = |reason: String| EngineError::NotLocal {
             endpoint: endpoint.clone(),
-            message: e.to_string(),
+            reason,
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
-        let docker = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            docker.negotiate_version(),
+        let path = match parse_docker_host(std::env::var("DOCKER_HOST").ok().as_deref()) {
+            Endpoint::Unix(p) => p,
+            Endpoint::NotLocal(reason) => return Err(not_local(reason)),
+        };
+        let socket = path.clone();
+        let peer = tokio::task::spawn_blocking(move || check_socket(&socket))
+            .await
+            .map_err(|e| not_local(e.to_string()))?
+            .map_err(|e| match e {
+                SocketError::Absent(message) => EngineError::Unreachable {
+                    endpoint: endpoint.clone(),
+                    message,
+                },
+                SocketError::NotLocal(reason) => not_local(reason),
+            })?;
+        let path_str = path
+            .to_str()
+            .ok_or_else(|| not_local(format!("socket path {} is not UTF-8", path.display())))?;
+        let docker = Docker::connect_with_unix(path_str, 120, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| EngineError::Unreachable {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            })?;
+        // Something local listens; it must answer as a Docker engine, on this host's kernel.
+        let version = match tokio::time::timeout(ANSWER_TIMEOUT, docker.version()).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                return Err(not_local(format!(
+                    "{} does not answer as a Docker engine: {e}",
+                    peer.describe()
+                )));
+            }
+            Err(_) => {
+                return Err(not_local(format!(
+                    "{} gave no answer to /version within {}s",
+                    peer.describe(),
+                    ANSWER_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        kernel_rule(
+            version.kernel_version.as_deref().unwrap_or(""),
+            &host_kernel(),
         )
-        .await
-        .map_err(|_| EngineError::Unreachable {
-            endpoint: endpoint.clone(),
-            message: "no answer within 10s".into(),
-        })?
-        .map_err(unreachable)?;
-        Ok(DockerEngine { docker, endpoint })
+        .map_err(not_local)?;
+        // The version negotiation bollard would do with a second `/version`, from the answer
+        // we already have: speak the engine's API version when it is older than bollard's.
+        let parse = |v: &str| {
+            let (a, b) = v.split_once('.')?;
+            Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+        };
+        let ours = (
+            bollard::API_DEFAULT_VERSION.major_version,
+            bollard::API_DEFAULT_VERSION.minor_version,
+        );
+        let docker = match version.api_version.as_deref().and_then(parse) {
+            Some(theirs) if theirs < ours => Docker::connect_with_unix(
+                path_str,
+                120,
+                &bollard::ClientVersion {
+                    major_version: theirs.0,
+                    minor_version: theirs.1,
+                },
+            )
+            .map_err(|e| EngineError::Unreachable {
+                endpoint: endpoint.clone(),
+                message: e.to_string(),
+            })?,
+            Some(_) => docker,
+            None => {
+                return Err(not_local(format!(
+                    "{} reports no API version",
+                    peer.describe()
+                )));
+            }
+        };
+        Ok(DockerEngine {
+            docker,
+            endpoint,
+            peer,
+        })
+    }
+
+    /// Who serves the engine's socket (checked at connect).
+    pub fn peer(&self) -> &SocketPeer {
+        &self.peer
     }
 
     fn map(&self, e: BollardError) -> EngineError {
@@ -102,6 +191,7 @@ impl ContainerEngine for DockerEngine {
             default_runtime: i.default_runtime.unwrap_or_default(),
             runc_version: runc_component.unwrap_or(runc_version),
             security_options: i.security_options.unwrap_or_default(),
+            peer: self.peer.describe(),
         })
     }
 
@@ -239,14 +329,14 @@ impl ContainerEngine for DockerEngine {
             .collect())
     }
 
-    async fn inspect(&self, name_or_id: &str) -> Result<Option<serde_json::Value>, EngineError> {
+    async fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerFacts>, EngineError> {
         match self
             .docker
             .inspect_container(name_or_id, None::<InspectContainerOptions>)
             .await
         {
             Ok(r) => serde_json::to_value(r)
-                .map(Some)
+                .map(|v| Some(ContainerFacts::from_docker_inspect(&v)))
                 .map_err(|e| EngineError::Api(e.to_string())),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
@@ -285,6 +375,18 @@ impl ContainerEngine for DockerEngine {
         }
     }
 
+    fn verify_mounted(
+        &self,
+        facts: &ContainerFacts,
+        expected: &[(String, u64, u64)],
+    ) -> Result<(), Vec<crate::mounts::InodeMismatch>> {
+        // A local engine's container processes are host processes: look through /proc.
+        match facts.pid {
+            Some(pid) => crate::mounts::verify_mounted(pid, expected),
+            None => Err(super::not_running(facts, expected)),
+        }
+    }
+
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         match self
             .docker
@@ -318,7 +420,10 @@ impl ContainerEngine for DockerEngine {
             Err(e) => Err(self.map(e)),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl ExecApi for DockerEngine {
     async fn exec_collect(
         &self,
         id: &str,
@@ -376,7 +481,17 @@ impl ContainerEngine for DockerEngine {
             .await
             .map_err(|e| self.map(e))?
         {
-            StartExecResults::Attached { output, .. } => {
+            StartExecResults::Attached { output, mut input } => {
+                // stdin is attached (never in argv): write the data, then close it for EOF.
+                if let Some(data) = spec.stdin.clone() {
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        let _ = input.write_all(&data).await;
+                        let _ = input.shutdown().await;
+                    });
+                } else {
+                    drop(input);
+                }
                 let output = output
                     .filter_map(move |item| {
                         let endpoint = endpoint.clone();
@@ -406,17 +521,17 @@ impl ContainerEngine for DockerEngine {
         }
     }
 
-    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError> {
+    async fn exec_state(&self, exec_id: &str) -> Result<ExecState, EngineError> {
         let i = self
             .docker
             .inspect_exec(exec_id)
             .await
             .map_err(|e| self.map(e))?;
-        if i.running.unwrap_or(false) {
-            Ok(None)
-        } else {
-            Ok(Some(i.exit_code.unwrap_or(-1)))
-        }
+        Ok(ExecState {
+            running: i.running.unwrap_or(false),
+            exit_code: i.exit_code,
+            pid: i.pid.filter(|p| *p > 0).map(|p| p as u32),
+        })
     }
 }
 
@@ -432,7 +547,7 @@ fn exec_options(spec: &ExecSpec) -> CreateExecOptions<String> {
         },
         attach_stdout: Some(true),
         attach_stderr: Some(true),
-        attach_stdin: Some(false),
+        attach_stdin: Some(spec.stdin.is_some()),
         tty: Some(false),
         privileged: Some(false),
         ..Default::default()

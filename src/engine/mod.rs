@@ -4,8 +4,13 @@
 
 pub mod create;
 pub mod docker;
+pub mod facts;
+pub mod fake;
+pub mod local;
 pub mod unreachable;
 pub mod verify;
+
+pub use facts::ContainerFacts;
 
 use crate::decide::ContainerSpec;
 use std::collections::BTreeMap;
@@ -22,6 +27,10 @@ pub enum EngineError {
     Conflict(String),
     #[error("Docker engine error: {0}")]
     Api(String),
+    /// The engine is not a local one (sandbox.md §5, issue 7): canonicalisation, the blocklist,
+    /// directory creation and file I/O act on this host, so the container must run here too.
+    #[error("the Docker engine at {endpoint} is not a local engine on this host: {reason}")]
+    NotLocal { endpoint: String, reason: String },
 }
 
 impl EngineError {
@@ -33,6 +42,7 @@ impl EngineError {
             EngineError::NotFound(_) => "container_not_found",
             EngineError::Conflict(_) => "name_conflict",
             EngineError::Api(_) => "engine_error",
+            EngineError::NotLocal { .. } => "remote_engine",
         }
     }
 
@@ -49,6 +59,7 @@ impl EngineError {
             EngineError::NotFound(_) => "it will be recreated on next use".into(),
             EngineError::Conflict(_) => "retry; another clawden created it first".into(),
             EngineError::Api(_) => "see the engine's message; `clawden doctor` checks the setup".into(),
+            EngineError::NotLocal { .. } => "run clawden on the engine's host with its local socket (unset DOCKER_HOST, or point it at unix:///var/run/docker.sock); remote engines are not supported".into(),
         }
     }
 }
@@ -66,6 +77,8 @@ pub struct EngineInfo {
     pub default_runtime: String,
     pub runc_version: String,
     pub security_options: Vec<String>,
+    /// Who serves the engine's socket (`unix://… served by pid N uid U`), when known.
+    pub peer: String,
 }
 
 /// A container clawden made (found by its `clawden.sandbox=1` label).
@@ -81,13 +94,26 @@ pub struct ContainerSummary {
     pub created_unix: i64,
 }
 
-/// A command to run in a container and collect (setupCommand, doctor probes).
+/// A command to run in a container through the Engine API (the fallback call path, doctor
+/// probes).
 #[derive(Debug, Clone, Default)]
 pub struct ExecSpec {
     pub cmd: Vec<String>,
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub env: Vec<String>,
+    /// Data for the command's stdin (attached, never in argv); `None`: stdin closed.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// What the engine says about a running or finished exec (`inspect_exec`): the only source of an
+/// Engine-API call's exit status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecState {
+    pub running: bool,
+    pub exit_code: Option<i64>,
+    /// Host pid of the exec's process.
+    pub pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -104,15 +130,33 @@ pub enum ExecChunk {
     Stderr(Vec<u8>),
 }
 
-/// A started exec: its ID (for [`ContainerEngine::exec_exit_code`]) and its output stream.
+/// A started exec: its ID (for [`ExecApi::exec_state`]) and its output stream.
 pub struct ExecStream {
     pub exec_id: String,
     pub output: futures_util::stream::BoxStream<'static, Result<ExecChunk, EngineError>>,
 }
 
-/// The engine seam. Object-safe and `Send + Sync`, so one engine serves many sessions at once.
+/// The Engine API's own exec (`docker exec`): the fallback call path and doctor's probes. The
+/// exit status comes from [`ExecApi::exec_state`], never from the output.
 #[async_trait::async_trait]
-pub trait ContainerEngine: Send + Sync {
+pub trait ExecApi: Send + Sync {
+    /// Run a command to completion and collect its output, each stream capped at `cap` bytes.
+    async fn exec_collect(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        cap: usize,
+    ) -> Result<ExecResult, EngineError>;
+    /// Start a command and stream its output (stdin: the spec's data, else closed).
+    async fn exec_stream(&self, id: &str, spec: &ExecSpec) -> Result<ExecStream, EngineError>;
+    /// The state of an exec (running, exit code, pid).
+    async fn exec_state(&self, exec_id: &str) -> Result<ExecState, EngineError>;
+}
+
+/// The container lifecycle seam. Object-safe and `Send + Sync`, so one engine serves many
+/// sessions at once. It reports containers as typed [`ContainerFacts`].
+#[async_trait::async_trait]
+pub trait ContainerEngine: ExecApi + Send + Sync {
     /// Where the engine is (for messages).
     fn endpoint(&self) -> String;
     async fn info(&self) -> Result<EngineInfo, EngineError>;
@@ -136,8 +180,8 @@ pub trait ContainerEngine: Send + Sync {
     ) -> Result<String, EngineError>;
     /// Every container carrying `clawden.sandbox=1`, running or not.
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError>;
-    /// `docker inspect` as JSON, `None` if there is no such container.
-    async fn inspect(&self, name_or_id: &str) -> Result<Option<serde_json::Value>, EngineError>;
+    /// The container's facts (`docker inspect`), `None` if there is no such container.
+    async fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerFacts>, EngineError>;
     /// Create (not start) the container of a plan with the given labels. Returns its ID.
     async fn create(
         &self,
@@ -147,15 +191,30 @@ pub trait ContainerEngine: Send + Sync {
     async fn start(&self, id: &str) -> Result<(), EngineError>;
     /// Force-remove a container; a missing one is not an error.
     async fn remove(&self, id: &str) -> Result<(), EngineError>;
-    /// Run a command to completion and collect its output, each stream capped at `cap` bytes.
-    async fn exec_collect(
+    /// Is each container path `(target, dev, ino)` the expected inode, as the container sees
+    /// it? (The post-start and on-use mount check.)
+    fn verify_mounted(
         &self,
-        id: &str,
-        spec: &ExecSpec,
-        cap: usize,
-    ) -> Result<ExecResult, EngineError>;
-    /// Start a command (stdin closed) and stream its output.
-    async fn exec_stream(&self, id: &str, spec: &ExecSpec) -> Result<ExecStream, EngineError>;
-    /// The exit code of a finished exec, `None` while it runs.
-    async fn exec_exit_code(&self, exec_id: &str) -> Result<Option<i64>, EngineError>;
+        facts: &ContainerFacts,
+        expected: &[(String, u64, u64)],
+    ) -> Result<(), Vec<crate::mounts::InodeMismatch>>;
+}
+
+/// The mismatch of a container that has no process to look into.
+pub fn not_running(
+    facts: &ContainerFacts,
+    expected: &[(String, u64, u64)],
+) -> Vec<crate::mounts::InodeMismatch> {
+    expected
+        .iter()
+        .map(|(t, dev, ino)| crate::mounts::InodeMismatch {
+            target: t.clone(),
+            expected: crate::mounts::Inode {
+                dev: *dev,
+                ino: *ino,
+            },
+            found: None,
+            detail: format!("container {} has no running process", facts.name),
+        })
+        .collect()
 }

@@ -2,7 +2,8 @@
 //! may not need a container (direct sessions) still work and those that do say what is wrong.
 
 use super::{
-    ContainerEngine, ContainerSummary, EngineError, EngineInfo, ExecResult, ExecSpec, ExecStream,
+    ContainerEngine, ContainerFacts, ContainerSummary, EngineError, EngineInfo, ExecApi,
+    ExecResult, ExecSpec, ExecState, ExecStream,
 };
 use crate::decide::ContainerSpec;
 use std::collections::BTreeMap;
@@ -43,7 +44,7 @@ impl ContainerEngine for Unreachable {
     async fn list_sandboxes(&self) -> Result<Vec<ContainerSummary>, EngineError> {
         Err(self.0.clone())
     }
-    async fn inspect(&self, _: &str) -> Result<Option<serde_json::Value>, EngineError> {
+    async fn inspect(&self, _: &str) -> Result<Option<ContainerFacts>, EngineError> {
         Err(self.0.clone())
     }
     async fn create(
@@ -59,6 +60,17 @@ impl ContainerEngine for Unreachable {
     async fn remove(&self, _: &str) -> Result<(), EngineError> {
         Err(self.0.clone())
     }
+    fn verify_mounted(
+        &self,
+        facts: &ContainerFacts,
+        expected: &[(String, u64, u64)],
+    ) -> Result<(), Vec<crate::mounts::InodeMismatch>> {
+        Err(super::not_running(facts, expected))
+    }
+}
+
+#[async_trait::async_trait]
+impl ExecApi for Unreachable {
     async fn exec_collect(
         &self,
         _: &str,
@@ -70,7 +82,7 @@ impl ContainerEngine for Unreachable {
     async fn exec_stream(&self, _: &str, _: &ExecSpec) -> Result<ExecStream, EngineError> {
         Err(self.0.clone())
     }
-    async fn exec_exit_code(&self, _: &str) -> Result<Option<i64>, EngineError> {
+    async fn exec_state(&self, _: &str) -> Result<ExecState, EngineError> {
         Err(self.0.clone())
     }
 }

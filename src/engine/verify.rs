@@ -1,8 +1,9 @@
 //! The container baseline of security.md, checked on what `docker inspect` reports — pure, so the
 //! supervisor refuses a container that does not match its plan and tests assert the same rules.
 
+use super::facts::ContainerFacts;
 use crate::decide::ContainerSpec;
-use serde_json::Value;
+use crate::decide::plan::{CGROUPNS_MODE, RUNTIME};
 use std::collections::BTreeSet;
 
 /// One way an inspected container differs from the baseline or from its plan.
@@ -10,90 +11,97 @@ use std::collections::BTreeSet;
 pub struct Mismatch {
     pub field: &'static str,
     pub detail: String,
+    /// Part of the security baseline (or of the mounts). Only non-security drift is tolerated
+    /// on a container in use; a security mismatch is never run in.
+    pub security: bool,
 }
 
-fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(v, |cur, k| cur.get(*k))
-}
+/// The paths Docker masks by default (`/proc/kcore` & co.): every one must still be masked.
+pub const REQUIRED_MASKED: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+/// The paths Docker makes read-only by default.
+pub const REQUIRED_READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    s(v, path).and_then(Value::as_str).unwrap_or("")
-}
-
-fn i64_at(v: &Value, path: &[&str]) -> i64 {
-    s(v, path).and_then(Value::as_i64).unwrap_or(0)
-}
-
-fn strings_at(v: &Value, path: &[&str]) -> Vec<String> {
-    s(v, path)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_string))
-                .collect()
+/// The mounts of a plan as `(source, destination, writable)`, in the engine's terms.
+pub fn planned_mounts(spec: &ContainerSpec) -> BTreeSet<(String, String, bool)> {
+    spec.engine_mounts()
+        .iter()
+        .map(|m| {
+            (
+                m.host.to_string_lossy().into_owned(),
+                m.container.clone(),
+                !m.access.read_only(),
+            )
         })
-        .unwrap_or_default()
+        .collect()
 }
 
-fn empty_or_null(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(Value::Array(a)) => a.is_empty(),
-        Some(Value::Object(o)) => o.is_empty(),
-        Some(Value::String(x)) => x.is_empty(),
-        _ => false,
-    }
+/// The mounts a container has, in the same form.
+pub fn actual_mounts(f: &ContainerFacts) -> BTreeSet<(String, String, bool)> {
+    f.mounts
+        .iter()
+        .map(|m| (m.source.clone(), m.destination.clone(), m.rw))
+        .collect()
 }
 
-/// Check an inspect document (Docker's JSON) against the baseline and the plan.
-/// `root_allowed`: the operator configured a root user explicitly.
-pub fn verify(inspect: &Value, spec: &ContainerSpec) -> Vec<Mismatch> {
+/// Check a container's facts against the baseline and the plan.
+pub fn verify(f: &ContainerFacts, spec: &ContainerSpec) -> Vec<Mismatch> {
     let mut bad = Vec::new();
     let mut check = |ok: bool, field: &'static str, detail: String| {
         if !ok {
-            bad.push(Mismatch { field, detail });
+            bad.push(Mismatch {
+                field,
+                detail,
+                security: true,
+            });
         }
     };
-    let hc = &["HostConfig"];
-    let h = |k: &'static str| -> Vec<&'static str> { vec![hc[0], k] };
 
     check(
-        s(inspect, &h("Privileged")) == Some(&Value::Bool(false)),
+        !f.privileged,
         "HostConfig.Privileged",
         "must be false".into(),
     );
-    let cap_drop: Vec<String> = strings_at(inspect, &h("CapDrop"))
-        .iter()
-        .map(|c| c.to_ascii_uppercase())
-        .collect();
+    let cap_drop: Vec<String> = f.cap_drop.iter().map(|c| c.to_ascii_uppercase()).collect();
     check(
         cap_drop == ["ALL"],
         "HostConfig.CapDrop",
         format!("must be [\"ALL\"], is {cap_drop:?}"),
     );
     check(
-        empty_or_null(s(inspect, &h("CapAdd"))),
+        f.cap_add.is_empty(),
         "HostConfig.CapAdd",
-        "must be empty".into(),
+        format!("must be empty, is {:?}", f.cap_add),
     );
     check(
-        s(inspect, &h("ReadonlyRootfs")) == Some(&Value::Bool(spec.read_only_root)),
+        f.readonly_rootfs == spec.read_only_root,
         "HostConfig.ReadonlyRootfs",
         format!("must be {}", spec.read_only_root),
     );
     // tmpfs: exactly the planned entries, each with a size cap, nosuid and nodev.
-    let tmpfs = s(inspect, &h("Tmpfs")).and_then(Value::as_object);
-    let got: BTreeSet<String> = tmpfs
-        .map(|m| m.keys().cloned().collect())
-        .unwrap_or_default();
-    let want: BTreeSet<String> = spec.tmpfs.keys().cloned().collect();
+    let got: BTreeSet<&String> = f.tmpfs.keys().collect();
+    let want: BTreeSet<&String> = spec.tmpfs.keys().collect();
     check(
         got == want,
         "HostConfig.Tmpfs",
         format!("targets {got:?}, planned {want:?}"),
     );
-    for (target, opts) in tmpfs.into_iter().flatten() {
-        let o = opts.as_str().unwrap_or("");
+    for (target, o) in &f.tmpfs {
         let has = |x: &str| {
             o.split(',')
                 .any(|p| p == x || p.starts_with(&format!("{x}=")))
@@ -104,14 +112,14 @@ pub fn verify(inspect: &Value, spec: &ContainerSpec) -> Vec<Mismatch> {
             format!("{target} options {o:?} lack size/nosuid/nodev"),
         );
     }
-    let sec = strings_at(inspect, &h("SecurityOpt"));
+    let sec = &f.security_opt;
     check(
         sec.iter()
             .any(|o| o == "no-new-privileges" || o == "no-new-privileges:true"),
         "HostConfig.SecurityOpt",
         format!("lacks no-new-privileges: {sec:?}"),
     );
-    for o in &sec {
+    for o in sec {
         let l = o.to_ascii_lowercase();
         check(
             !(l.contains("unconfined")
@@ -123,14 +131,29 @@ pub fn verify(inspect: &Value, spec: &ContainerSpec) -> Vec<Mismatch> {
             format!("forbidden option {o:?}"),
         );
     }
+    // Exactly the planned options (a seccomp profile swapped behind our back is drift).
+    let want_sec: BTreeSet<&str> = spec
+        .security_opt
+        .iter()
+        .map(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k))
+        .collect();
+    let got_sec: BTreeSet<&str> = sec
+        .iter()
+        .map(|o| o.split_once('=').map_or(o.as_str(), |(k, _)| k))
+        .collect();
     check(
-        !str_at(inspect, &["AppArmorProfile"]).eq_ignore_ascii_case("unconfined"),
+        want_sec == got_sec,
+        "HostConfig.SecurityOpt",
+        format!("options {got_sec:?}, planned {want_sec:?}"),
+    );
+    check(
+        !f.apparmor_profile.eq_ignore_ascii_case("unconfined"),
         "AppArmorProfile",
         "must not be unconfined".into(),
     );
-    let net = str_at(inspect, &h("NetworkMode"));
+    let net = &f.network_mode;
     check(
-        net == spec.network,
+        *net == spec.network,
         "HostConfig.NetworkMode",
         format!("is {net:?}, planned {:?}", spec.network),
     );
@@ -140,151 +163,164 @@ pub fn verify(inspect: &Value, spec: &ContainerSpec) -> Vec<Mismatch> {
         "must never be host".into(),
     );
     check(
-        str_at(inspect, &h("PidMode")).is_empty(),
+        f.pid_mode.is_empty(),
         "HostConfig.PidMode",
-        "must be empty".into(),
+        format!("must be empty, is {:?}", f.pid_mode),
     );
     check(
-        str_at(inspect, &h("UTSMode")).is_empty(),
+        f.uts_mode.is_empty(),
         "HostConfig.UTSMode",
-        "must be empty".into(),
+        format!("must be empty, is {:?}", f.uts_mode),
     );
-    let ipc = str_at(inspect, &h("IpcMode"));
     check(
-        matches!(ipc, "private" | "none" | ""),
+        matches!(f.ipc_mode.as_str(), "private" | "none" | ""),
         "HostConfig.IpcMode",
-        format!("is {ipc:?}"),
+        format!("is {:?}", f.ipc_mode),
     );
     check(
-        str_at(inspect, &h("UsernsMode")) != "host",
+        f.userns_mode != "host",
         "HostConfig.UsernsMode",
         "must not be host".into(),
     );
     check(
-        str_at(inspect, &h("CgroupParent")).is_empty(),
+        f.cgroup_parent.is_empty(),
         "HostConfig.CgroupParent",
         "must be empty".into(),
     );
-    let memory = i64_at(inspect, &h("Memory"));
     check(
-        memory > 0 && memory as u64 == spec.memory,
+        f.cgroupns_mode == CGROUPNS_MODE,
+        "HostConfig.CgroupnsMode",
+        format!("is {:?}, planned {CGROUPNS_MODE:?}", f.cgroupns_mode),
+    );
+    check(
+        f.runtime == RUNTIME,
+        "HostConfig.Runtime",
+        format!("is {:?}, planned {RUNTIME:?}", f.runtime),
+    );
+    check(
+        f.sysctls.is_empty(),
+        "HostConfig.Sysctls",
+        format!("must be empty, is {:?}", f.sysctls),
+    );
+    for p in REQUIRED_MASKED {
+        check(
+            f.masked_paths.iter().any(|m| m == p),
+            "HostConfig.MaskedPaths",
+            format!("{p} is not masked"),
+        );
+    }
+    for p in REQUIRED_READONLY {
+        check(
+            f.readonly_paths.iter().any(|m| m == p),
+            "HostConfig.ReadonlyPaths",
+            format!("{p} is not read-only"),
+        );
+    }
+    check(
+        f.memory > 0 && f.memory as u64 == spec.memory,
         "HostConfig.Memory",
-        format!("is {memory}, planned {}", spec.memory),
+        format!("is {}, planned {}", f.memory, spec.memory),
     );
-    let swap = i64_at(inspect, &h("MemorySwap"));
     check(
-        swap > 0 && swap as u64 == spec.memory_swap,
+        f.memory_swap > 0 && f.memory_swap as u64 == spec.memory_swap,
         "HostConfig.MemorySwap",
-        format!("is {swap}, planned {}", spec.memory_swap),
+        format!("is {}, planned {}", f.memory_swap, spec.memory_swap),
     );
-    let cpus = i64_at(inspect, &h("NanoCpus"));
     check(
-        cpus > 0 && cpus as u64 == spec.nano_cpus,
+        f.nano_cpus > 0 && f.nano_cpus as u64 == spec.nano_cpus,
         "HostConfig.NanoCpus",
-        format!("is {cpus}, planned {}", spec.nano_cpus),
+        format!("is {}, planned {}", f.nano_cpus, spec.nano_cpus),
     );
-    let pids = i64_at(inspect, &h("PidsLimit"));
     check(
-        pids > 0 && pids as u64 == spec.pids_limit,
+        f.pids_limit > 0 && f.pids_limit as u64 == spec.pids_limit,
         "HostConfig.PidsLimit",
-        format!("is {pids}, planned {}", spec.pids_limit),
+        format!("is {}, planned {}", f.pids_limit, spec.pids_limit),
     );
+    for u in &spec.ulimits {
+        check(
+            f.ulimits
+                .iter()
+                .any(|g| g.name == u.name && g.soft == u.soft && g.hard == u.hard),
+            "HostConfig.Ulimits",
+            format!("{} {}:{} is not applied", u.name, u.soft, u.hard),
+        );
+    }
+    check(f.init, "HostConfig.Init", "must be true".into());
     check(
-        s(inspect, &h("Init")) == Some(&Value::Bool(true)),
-        "HostConfig.Init",
-        "must be true".into(),
-    );
-    let restart = str_at(inspect, &["HostConfig", "RestartPolicy", "Name"]);
-    check(
-        matches!(restart, "no" | ""),
+        matches!(f.restart_policy.as_str(), "no" | ""),
         "HostConfig.RestartPolicy",
-        format!("is {restart:?}"),
+        format!("is {:?}", f.restart_policy),
     );
     check(
-        empty_or_null(s(inspect, &h("PortBindings"))),
+        !f.has_port_bindings,
         "HostConfig.PortBindings",
         "must be empty".into(),
     );
     check(
-        !s(inspect, &h("PublishAllPorts"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        !f.publish_all_ports,
         "HostConfig.PublishAllPorts",
         "must be false".into(),
     );
+    check(!f.has_devices, "HostConfig.Devices", "must be empty".into());
     check(
-        empty_or_null(s(inspect, &h("Devices"))),
-        "HostConfig.Devices",
-        "must be empty".into(),
-    );
-    check(
-        empty_or_null(s(inspect, &h("DeviceCgroupRules"))),
+        !f.has_device_cgroup_rules,
         "HostConfig.DeviceCgroupRules",
         "must be empty".into(),
     );
     check(
-        empty_or_null(s(inspect, &h("DeviceRequests"))),
+        !f.has_device_requests,
         "HostConfig.DeviceRequests",
         "must be empty".into(),
     );
-    let log = str_at(inspect, &["HostConfig", "LogConfig", "Type"]);
     check(
-        log == "none",
+        f.log_driver == "none",
         "HostConfig.LogConfig",
-        format!("driver is {log:?}, planned none"),
+        format!("driver is {:?}, planned none", f.log_driver),
     );
-    let user = str_at(inspect, &["Config", "User"]);
     check(
-        user == spec.user,
+        f.user == spec.user,
         "Config.User",
-        format!("is {user:?}, planned {:?}", spec.user),
+        format!("is {:?}, planned {:?}", f.user, spec.user),
     );
     // Mounts: exactly the plan's binds, rprivate, read-only where planned.
-    let mounts = s(inspect, &["Mounts"])
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let got: BTreeSet<(String, String, bool)> = mounts
-        .iter()
-        .map(|m| {
-            (
-                str_at(m, &["Source"]).to_string(),
-                str_at(m, &["Destination"]).to_string(),
-                s(m, &["RW"]).and_then(Value::as_bool).unwrap_or(true),
-            )
-        })
-        .collect();
-    let want: BTreeSet<(String, String, bool)> = spec
-        .mounts
-        .iter()
-        .map(|m| {
-            (
-                m.host.to_string_lossy().into_owned(),
-                m.container.clone(),
-                !m.access.read_only(),
-            )
-        })
-        .collect();
+    let got = actual_mounts(f);
+    let want = planned_mounts(spec);
     check(
         got == want,
         "Mounts",
         format!("are {got:?}, planned {want:?}"),
     );
-    for m in &mounts {
+    for m in &f.mounts {
         check(
-            str_at(m, &["Type"]) == "bind",
+            m.typ == "bind",
             "Mounts",
-            format!("{} is not a bind mount", str_at(m, &["Destination"])),
+            format!("{} is not a bind mount", m.destination),
         );
         check(
-            str_at(m, &["Propagation"]) == "rprivate",
+            m.propagation == "rprivate",
             "Mounts",
-            format!(
-                "{} propagation is {:?}",
-                str_at(m, &["Destination"]),
-                str_at(m, &["Propagation"])
-            ),
+            format!("{} propagation is {:?}", m.destination, m.propagation),
         );
     }
+    // Not security: tolerated on a container in use until it is recreated.
+    let mut drift = |ok: bool, field: &'static str, detail: String| {
+        if !ok {
+            bad.push(Mismatch {
+                field,
+                detail,
+                security: false,
+            });
+        }
+    };
+    drift(
+        f.image == spec.image,
+        "Config.Image",
+        format!("is {:?}, planned {:?}", f.image, spec.image),
+    );
+    drift(
+        f.cmd == spec.cmd,
+        "Config.Cmd",
+        format!("is {:?}, planned {:?}", f.cmd, spec.cmd),
+    );
     bad
 }

@@ -1,17 +1,22 @@
-//! Running a wrapped call in a container through the engine's exec API.
+//! The Engine API call path (the fallback when a sandbox's agent cannot be reached or fails the
+//! peer check): a `docker exec` of `/bin/sh -c COMMAND` — never a login shell — with stdin
+//! attached (never in argv). The exit status comes only from the engine's `inspect_exec`; nothing
+//! the command prints can change it. A timeout kills the exec's process tree and every process
+//! carrying the call's kill marker (found through `/proc` on this host).
 
 use super::CallEnd;
-use super::capture::{HeadTail, MarkerScanner};
-use super::kill::{IN_CONTAINER_KILL, kill_marked, oom_kill_count};
-use super::{
-    CallLimits, ExecOutcome, ExecRequest, OutputSink, new_call_id, split_status, wrapped_argv,
-};
+use super::capture::HeadTail;
+use super::kill::{IN_CONTAINER_KILL, kill_leftovers, kill_marked, oom_kill_count};
+use super::{CallLimits, ExecOutcome, ExecRequest, OutputSink, Via, new_call_id, split_status};
 use crate::engine::{ContainerEngine, EngineError, ExecChunk, ExecSpec};
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 
-/// After the exit marker, output already on its way is still collected for this long.
-const DRAIN_GRACE: Duration = Duration::from_millis(150);
+/// After the exec's process has exited (and its leftovers were killed), the rest of the output
+/// stream is read for at most this long.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How often the exec's state is polled while its output stream is open.
+const POLL: Duration = Duration::from_millis(50);
 const KILL_BUDGET: Duration = Duration::from_millis(1500);
 
 pub struct Target<'a> {
@@ -29,115 +34,126 @@ pub async fn run(
     limits: CallLimits,
     sink: Option<&OutputSink>,
 ) -> Result<ExecOutcome, EngineError> {
+    // The marker only lets a timeout find the call's processes; it decides nothing else.
     let call_id = new_call_id();
     let oom_before = oom_kill_count(t.container_id);
     let started = Instant::now();
     let spec = ExecSpec {
-        cmd: wrapped_argv(&call_id, &req.command, req.stdin.as_deref()),
+        cmd: vec!["/bin/sh".into(), "-c".into(), req.command.clone()],
         user: Some(t.user.to_string()),
         workdir: Some(t.workdir.to_string()),
-        // The marker is in the wrapper's own initial environment too, so the scan recognises it
-        // as the leader of the call's session.
         env: t
             .env
             .iter()
             .cloned()
             .chain(std::iter::once(format!("CLAWDEN_CALL={call_id}")))
             .collect(),
+        stdin: req.stdin.clone(),
     };
     let mut stream = engine.exec_stream(t.container_id, &spec).await?;
     let mut out = HeadTail::new(limits.max_output_bytes);
     let mut err = HeadTail::new(limits.max_output_bytes);
-    let mut scanner = MarkerScanner::new(&call_id);
     let deadline = tokio::time::Instant::now() + limits.timeout;
     let mut timed_out = false;
-    let mut ended = false;
     let mut drain_until: Option<tokio::time::Instant> = None;
+    let mut next_poll = tokio::time::Instant::now() + POLL;
     loop {
-        let until = drain_until.unwrap_or(deadline);
+        let until = drain_until.unwrap_or(deadline).min(next_poll);
         match tokio::time::timeout_at(until, stream.output.next()).await {
             Ok(Some(Ok(ExecChunk::Stdout(b)))) => {
                 if let Some(f) = sink {
                     f(false, &b);
                 }
-                out.push(&b)
+                out.push(&b);
             }
             Ok(Some(Ok(ExecChunk::Stderr(b)))) => {
-                let plain = scanner.feed(&b);
                 if let Some(f) = sink {
-                    f(true, &plain);
+                    f(true, &b);
                 }
-                err.push(&plain);
-                if scanner.found().is_some() && drain_until.is_none() {
-                    drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
-                }
+                err.push(&b);
             }
             Ok(Some(Err(e))) => return Err(e),
-            Ok(None) => {
-                ended = true;
-                break;
-            }
-            Err(_) if drain_until.is_some() => break,
+            Ok(None) => break,
             Err(_) => {
-                timed_out = true;
-                break;
+                let now = tokio::time::Instant::now();
+                if drain_until.is_some_and(|d| now >= d) {
+                    break;
+                }
+                if drain_until.is_none() && now >= deadline {
+                    timed_out = true;
+                    break;
+                }
+                if now >= next_poll {
+                    next_poll = now + POLL;
+                    // The shell has exited. A background child may hold the stream open: the
+                    // call's processes die with it, then the stream is read to its end (bounded).
+                    let st = engine.exec_state(&stream.exec_id).await?;
+                    if !st.running && drain_until.is_none() {
+                        let id = call_id.clone();
+                        let _ =
+                            tokio::task::spawn_blocking(move || kill_leftovers(&id, KILL_BUDGET))
+                                .await;
+                        drain_until = Some(tokio::time::Instant::now() + DRAIN_GRACE);
+                    }
+                }
             }
         }
     }
-    if scanner.found().is_none() {
-        err.push(&scanner.finish());
-    }
-    if timed_out {
-        let id = call_id.clone();
-        let report = tokio::task::spawn_blocking(move || kill_marked(&id, KILL_BUDGET))
-            .await
-            .unwrap_or_default();
-        if report.killed == 0 {
-            // Not visible from here (remote engine, other user): kill from inside.
-            let kill = ExecSpec {
-                cmd: vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    IN_CONTAINER_KILL.into(),
-                    "clawden-kill".into(),
-                    call_id.clone(),
-                ],
-                user: Some(t.user.to_string()),
-                ..Default::default()
-            };
-            let _ = tokio::time::timeout(
-                KILL_BUDGET,
-                engine.exec_collect(t.container_id, &kill, 4096),
-            )
-            .await;
+    drop(stream.output);
+    let id = call_id.clone();
+    // Every process of the call dies with it (background children included) — on the host, by
+    // the call's marker and session; from inside the container when /proc is not ours to read.
+    let report = tokio::task::spawn_blocking(move || {
+        if timed_out {
+            kill_marked(&id, KILL_BUDGET)
+        } else {
+            kill_leftovers(&id, KILL_BUDGET)
         }
+    })
+    .await
+    .unwrap_or_default();
+    if timed_out && report.killed == 0 {
+        let kill = ExecSpec {
+            cmd: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                IN_CONTAINER_KILL.into(),
+                "clawden-kill".into(),
+                call_id.clone(),
+            ],
+            user: Some(t.user.to_string()),
+            ..Default::default()
+        };
+        let _ = tokio::time::timeout(
+            KILL_BUDGET,
+            engine.exec_collect(t.container_id, &kill, 4096),
+        )
+        .await;
     }
-    let mut code = scanner.found();
-    if code.is_none() && ended && !timed_out {
-        // The wrapper itself ended without its marker (killed, or the container died).
-        code = engine
-            .exec_exit_code(&stream.exec_id)
-            .await
-            .ok()
-            .flatten()
-            .map(|c| c as i32);
+    // The status, from the engine only (the shell may still be exiting: ask a few times).
+    let mut code = None;
+    if !timed_out {
+        for _ in 0..20 {
+            let st = engine.exec_state(&stream.exec_id).await?;
+            if !st.running {
+                code = st.exit_code.map(|c| c as i32);
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
     }
     let mut container_died = false;
-    // No marker, or death by a signal (the wrapper may outlive its command by a moment when the
-    // container's init dies): is the container still there?
-    if (scanner.found().is_none() || code.is_some_and(|c| c > 128)) && !timed_out {
+    // No status, or death by a signal: is the container itself still there?
+    if (code.is_none() || code.is_some_and(|c| c > 128)) && !timed_out {
         // A SIGKILL may be the namespace teardown of a dying container, which the engine reports
         // a moment later: look again for up to a second before calling it alive.
-        let polls = if code == Some(137) || scanner.found().is_none() {
+        let polls = if code == Some(137) || code.is_none() {
             10
         } else {
             1
         };
         for i in 0..polls {
-            let running = engine
-                .inspect(t.container_id)
-                .await?
-                .and_then(|i| i.pointer("/State/Running").and_then(|v| v.as_bool()));
+            let running = engine.inspect(t.container_id).await?.map(|f| f.running);
             container_died = running != Some(true);
             if container_died || i + 1 == polls {
                 break;
@@ -167,6 +183,7 @@ pub async fn run(
             oom_killed,
             container_died,
             container_name: Some(t.container_name.to_string()),
+            via: Via::Engine,
         },
     ))
 }

@@ -113,6 +113,23 @@ pub fn kill_marked(call_id: &str, budget: Duration) -> KillReport {
     }
 }
 
+/// After a call ended normally: kill what it left (marked processes and the sessions of marked
+/// leaders still alive). Unlike [`kill_marked`], sessions are not remembered across passes: a
+/// finished call's dead leader's pid may already be a new process of another call.
+pub fn kill_leftovers(call_id: &str, budget: Duration) -> KillReport {
+    let start = Instant::now();
+    let mut total = KillReport::default();
+    loop {
+        let r = kill_pass(call_id, &mut BTreeSet::new());
+        total.killed += r.killed;
+        total.unreadable = r.unreadable;
+        if r.killed == 0 || start.elapsed() > budget {
+            return total;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The in-container fallback (remote engines, or no permission to read the processes' environ on
 /// this host): the same scan run by the sandbox user inside the container.
 pub const IN_CONTAINER_KILL: &str = r#"for round in 1 2 3 4 5 6 7 8; do

@@ -1,15 +1,14 @@
-//! exec: one command of a session, in its container or (direct sessions) on the host.
-//!
-//! Every call runs under a small wrapper that exports a per-call marker (`CLAWDEN_CALL=<id>`,
-//! inherited by everything the call starts, background and re-parented processes included), runs
-//! `/bin/sh -lc COMMAND`, and then writes an exit marker to stderr. The supervisor returns as soon
-//! as that marker arrives, even if a background child keeps the output open; on timeout it kills
-//! every process carrying the call's marker, leaving other calls in the same container alone.
+//! exec: one command of a session — in its container through the sandbox's agent (or, as a
+//! fallback, the Engine API's exec), or (direct sessions) on the host under a one-shot reaper.
+//! Always `/bin/sh -c COMMAND`, never a login shell; the exit status always comes from the kernel
+//! (`waitpid` in the agent or reaper, `inspect_exec` on the fallback path), never from output.
 
+pub mod agent;
 pub mod capture;
 pub mod container;
 pub mod host;
 pub mod kill;
+pub mod reaper;
 
 use crate::validate::{Refusal, RefusalCode, validate_env_name};
 use serde::Serialize;
@@ -18,7 +17,7 @@ use std::time::Duration;
 
 /// Total bytes of call env (names + values) accepted.
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
-/// Stdin data accepted with a call (it travels base64-encoded in the wrapper's arguments).
+/// Stdin data accepted with a call.
 pub const MAX_STDIN_BYTES: usize = 64 * 1024;
 /// Longest command accepted.
 pub const MAX_COMMAND_BYTES: usize = 96 * 1024;
@@ -64,6 +63,18 @@ pub struct ExecOutcome {
     pub oom_killed: bool,
     pub container_died: bool,
     pub container_name: Option<String>,
+    /// Which path ran the call.
+    pub via: Via,
+}
+
+/// Which path ran a call: the sandbox's agent, the Engine API's exec (fallback), or the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Agent,
+    Engine,
+    #[default]
+    Host,
 }
 
 /// Receives output as it arrives (`true` for stderr), e.g. to stream it to a terminal.
@@ -92,6 +103,7 @@ impl ExecOutcome {
             oom_killed: end.oom_killed,
             container_died: end.container_died,
             container_name: end.container_name,
+            via: end.via,
         }
     }
 }
@@ -103,6 +115,7 @@ pub(crate) struct CallEnd {
     pub oom_killed: bool,
     pub container_died: bool,
     pub container_name: Option<String>,
+    pub via: Via,
 }
 
 /// Limits of one call, from config (`sandbox.calls`) and the request.
@@ -213,29 +226,6 @@ pub fn validate_request(r: &ExecRequest, sandbox_user: &str) -> Result<(), Refus
     Ok(())
 }
 
-/// The wrapper: `sh -c WRAPPER clawden CALL_ID COMMAND STDIN_B64`.
-pub const WRAPPER: &str = r#"CLAWDEN_CALL="$1"; export CLAWDEN_CALL
-if [ -n "$3" ]; then printf '%s' "$3" | base64 -d | /bin/sh -lc "$2"; else /bin/sh -lc "$2" </dev/null; fi
-c=$?
-printf '\036clawden-exit:%s:%s\036' "$1" "$c" >&2"#;
-
-/// argv of a wrapped call.
-pub fn wrapped_argv(call_id: &str, command: &str, stdin: Option<&[u8]>) -> Vec<String> {
-    use base64::Engine as _;
-    let data = stdin
-        .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
-        .unwrap_or_default();
-    vec![
-        "/bin/sh".into(),
-        "-c".into(),
-        WRAPPER.into(),
-        "clawden".into(),
-        call_id.into(),
-        command.into(),
-        data,
-    ]
-}
-
 /// exit status → (exit code, signal): the shell reports death by signal N as 128+N.
 pub fn split_status(code: i32) -> (Option<i32>, Option<i32>) {
     if (129..=128 + 64).contains(&code) {
@@ -327,27 +317,5 @@ mod tests {
         assert_eq!(split_status(137), (Some(137), Some(9)));
         assert_eq!(split_status(127), (Some(127), None));
         assert_eq!(split_status(255), (Some(255), None));
-    }
-
-    #[test]
-    fn the_wrapper_reports_exit_codes_and_passes_stdin() {
-        // The wrapper runs in any POSIX sh; check it on the host's.
-        let argv = wrapped_argv("abc", "cat; exit 7", Some(b"in\x00put"));
-        let o = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .output()
-            .unwrap();
-        assert_eq!(o.stdout, b"in\x00put");
-        assert!(
-            o.stderr.ends_with(b"\x1eclawden-exit:abc:7\x1e"),
-            "{:?}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let argv = wrapped_argv("abc", "cat", None);
-        let o = std::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .output()
-            .unwrap();
-        assert_eq!(o.stdout, b"");
     }
 }

@@ -6,8 +6,10 @@
 use super::calls::CallError;
 use super::{Supervisor, SupervisorError};
 use crate::decide::{Access, MountSource, PlannedMount, SandboxPlan};
+use crate::exec::agent::{AgentCallError, AgentTarget};
 use crate::fileio::{self, MappedPath, WriteOptions};
 use crate::validate::{Refusal, RefusalCode};
+use clawden_agent::proto;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -54,7 +56,18 @@ fn file_error(e: fileio::FileError) -> CallError {
 fn roots(plan: &SandboxPlan) -> (Vec<PlannedMount>, String) {
     if plan.sandboxed {
         (
-            plan.container.mounts.clone(),
+            // The agent's own mounts are never the file tools' business.
+            plan.container
+                .mounts
+                .iter()
+                .filter(|m| {
+                    !matches!(
+                        m.source,
+                        MountSource::AgentBinary | MountSource::AgentChannel
+                    )
+                })
+                .cloned()
+                .collect(),
             plan.container.workdir.clone(),
         )
     } else {
@@ -83,6 +96,48 @@ fn numeric_owner(user: &str) -> Option<(u32, u32)> {
 }
 
 impl Supervisor {
+    /// For a sandboxed session with an agent: its target and the container path of the mount
+    /// `mapped` lies on. `None`: the host side does the work (direct sessions, no agent).
+    async fn file_agent(
+        &self,
+        plan: &SandboxPlan,
+        mapped: &MappedPath,
+    ) -> Result<Option<(AgentTarget, String)>, CallError> {
+        if !plan.sandboxed {
+            return Ok(None);
+        }
+        let ensured = self.ensure_plan(plan).await?;
+        let Some(t) = self.agent_target(plan, &ensured) else {
+            return Ok(None);
+        };
+        let (mounts, _) = roots(plan);
+        Ok(Some((t, mounts[mapped.mount_index].container.clone())))
+    }
+
+    /// An agent file operation failed: a refusal is the sandbox's own answer; an unreachable
+    /// agent falls back to the host side (`Ok`), with a warning and an audit entry.
+    fn agent_file_error(
+        &self,
+        plan: &SandboxPlan,
+        e: AgentCallError,
+        path: &str,
+    ) -> Result<(), CallError> {
+        match e {
+            AgentCallError::Refused(mut r) => {
+                r.value = path.to_string();
+                Err(CallError::Refused(r))
+            }
+            AgentCallError::Broken(why) => Err(SupervisorError::Io(format!(
+                "the connection to the sandbox's agent broke: {why}"
+            ))
+            .into()),
+            AgentCallError::Unavailable(u) => {
+                self.audit_fallback(plan, &plan.container.name, &u);
+                Ok(())
+            }
+        }
+    }
+
     fn prepare_dirs(&self, plan: &SandboxPlan) -> Result<(), CallError> {
         let dirs: Vec<_> = if plan.sandboxed {
             plan.container.create_dirs.clone()
@@ -90,7 +145,7 @@ impl Supervisor {
             vec![plan.agent_workspace.clone()]
         };
         for d in dirs {
-            super::create_dir_owned(&d, plan.container.dir_owner)
+            super::dirs::create_dir_owned(&d, plan.container.dir_owner, 0o755)
                 .map_err(|e| SupervisorError::Io(format!("cannot create {}: {e}", d.display())))?;
         }
         Ok(())
@@ -127,8 +182,39 @@ impl Supervisor {
             return Err(SupervisorError::Problems(plan.problems.clone()).into());
         }
         let mapped = map(plan, &req.path)?;
-        self.prepare_dirs(plan)?;
+        self.audit_gate()?;
         let cap = eff.calls.max_read_bytes.value.0;
+        if let Some((t, root)) = self.file_agent(plan, &mapped).await? {
+            let areq = proto::ReadRequest {
+                target: proto::FileTarget {
+                    root,
+                    path: mapped.container_path.clone(),
+                },
+                offset: req.offset,
+                length: req.length,
+                cap,
+            };
+            let r = self
+                .agents
+                .with_client(&t, move |c| {
+                    let mut buf = Vec::new();
+                    let r = c.read_file(&areq, &mut buf)?;
+                    Ok((r, buf))
+                })
+                .await;
+            match r {
+                Ok((r, content)) => {
+                    return Ok(ReadResult {
+                        content,
+                        size: r.size,
+                        truncated: r.truncated,
+                        path: mapped.container_path,
+                    });
+                }
+                Err(e) => self.agent_file_error(plan, e, &mapped.container_path)?,
+            }
+        }
+        self.prepare_dirs(plan)?;
         let (offset, length, relative, host_root) = (
             req.offset,
             req.length,
@@ -199,6 +285,35 @@ impl Supervisor {
                 ),
                 fix: "raise agents.defaults.sandbox.calls.maxWriteBytes or write less".into(),
             }));
+        }
+        self.audit_gate()?;
+        if let Some((t, root)) = self.file_agent(plan, &mapped).await? {
+            let areq = proto::WriteRequest {
+                target: proto::FileTarget {
+                    root,
+                    path: mapped.container_path.clone(),
+                },
+                mkdir_parents: req.mkdir,
+                exclusive: false,
+                expected_etag: None,
+                cap,
+            };
+            let content = req.content.clone();
+            let r = self
+                .agents
+                .with_client(&t, move |c| {
+                    c.write_file(&areq, &mut std::io::Cursor::new(content))
+                })
+                .await;
+            match r {
+                Ok(r) => {
+                    return Ok(WriteResult {
+                        bytes_written: r.bytes,
+                        path: mapped.container_path,
+                    });
+                }
+                Err(e) => self.agent_file_error(plan, e, &mapped.container_path)?,
+            }
         }
         self.prepare_dirs(plan)?;
         let owner = if plan.sandboxed {

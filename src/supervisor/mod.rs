@@ -2,22 +2,22 @@
 //! (`Arc<Supervisor>`): per-scope work is serialised by file locks that also hold across processes.
 
 pub mod calls;
+pub mod dirs;
 pub mod files;
+pub mod mounting;
 pub mod ops;
 pub mod state;
 
 use crate::config::resolve::EffectiveSandbox;
 use crate::config::{Env, LoadedConfig};
-use crate::decide::plan::ContainerSpec;
 use crate::decide::session::SessionError;
 use crate::decide::{RealHost, SandboxPlan};
-use crate::engine::verify::{Mismatch, verify};
-use crate::engine::{ContainerEngine, EngineError, ExecSpec};
+use crate::engine::verify::{Mismatch, actual_mounts, planned_mounts, verify};
+use crate::engine::{ContainerEngine, ContainerFacts, EngineError};
 use crate::validate::{HostContext, Refusal};
 use serde::Serialize;
 use state::StateStore;
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,10 +42,8 @@ pub enum SupervisorError {
         "a container named {0:?} exists but clawden did not create it (no clawden.sandbox label)"
     )]
     Foreign(String),
-    #[error(
-        "setupCommand failed with exit code {exit_code}; the container was removed. Output: {output}"
-    )]
-    SetupFailed { exit_code: i64, output: String },
+    #[error("setupCommand failed ({status}); the container was removed. Output: {output}")]
+    SetupFailed { status: String, output: String },
     #[error("container {name} does not match its plan: {}", .mismatches.iter().map(|m| format!("{}: {}", m.field, m.detail)).collect::<Vec<_>>().join("; "))]
     Mismatch {
         name: String,
@@ -53,6 +51,15 @@ pub enum SupervisorError {
     },
     #[error("{0}")]
     Io(String),
+    #[error("the audit log cannot be written ({0}); the call was not run")]
+    AuditFailed(String),
+    /// A mount could not be staged, or the container's mounts are not what was checked.
+    #[error("{message}")]
+    MountCheck {
+        code: &'static str,
+        message: String,
+        fix: String,
+    },
 }
 
 impl SupervisorError {
@@ -67,6 +74,8 @@ impl SupervisorError {
             SupervisorError::SetupFailed { .. } => "setup_failed",
             SupervisorError::Mismatch { .. } => "plan_mismatch",
             SupervisorError::Io(_) => "io_error",
+            SupervisorError::AuditFailed(_) => "audit_failed",
+            SupervisorError::MountCheck { code, .. } => code,
         }
     }
 
@@ -78,9 +87,11 @@ impl SupervisorError {
             SupervisorError::Engine(e) => e.fix(),
             SupervisorError::Drift { fix, .. } => fix.clone(),
             SupervisorError::Foreign(n) => format!("rename or remove the container {n:?}, or change docker.containerPrefix"),
-            SupervisorError::SetupFailed { .. } => "fix docker.setupCommand (it runs once, as the sandbox user, in the workdir)".into(),
+            SupervisorError::SetupFailed { .. } => "fix docker.setupCommand (it runs once, as the sandbox user, in the workdir, within calls.timeoutSeconds)".into(),
             SupervisorError::Mismatch { .. } => "report this: the engine did not apply clawden's settings; `clawden doctor` checks the engine".into(),
             SupervisorError::Io(_) => "check permissions of the state and workspace directories".into(),
+            SupervisorError::AuditFailed(_) => "make the state directory's audit.log writable and give its filesystem room".into(),
+            SupervisorError::MountCheck { fix, .. } => fix.clone(),
         }
     }
 }
@@ -95,6 +106,9 @@ fn io(e: impl std::fmt::Display) -> SupervisorError {
 pub struct Ensured {
     pub container_name: String,
     pub container_id: String,
+    /// Host pid of the container's init (its agent is init's child).
+    #[serde(skip)]
+    pub init_pid: Option<u32>,
     pub scope_key: String,
     pub created: bool,
     pub image: String,
@@ -115,6 +129,12 @@ pub struct Supervisor {
     host_ctx: HostContext,
     state: StateStore,
     audit: crate::audit::AuditLog,
+    /// Idle verified connections to sandbox agents.
+    agents: Arc<crate::exec::agent::AgentPool>,
+    /// Calls take the Engine API path even when a sandbox has an agent (tests of the fallback).
+    force_engine_path: bool,
+    /// Host facts the plan depends on (replaceable in tests).
+    host: Arc<dyn crate::decide::HostProbe + Send + Sync>,
     /// When this supervisor last recorded each container's use (the state file is rewritten at
     /// most every [`TOUCH_INTERVAL`] per container, not on every call).
     touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -139,8 +159,28 @@ impl Supervisor {
             host_ctx,
             state: StateStore::new(&state_dir),
             audit: crate::audit::AuditLog::new(&state_dir),
+            host: Arc::new(RealHost),
+            agents: Default::default(),
+            force_engine_path: std::env::var_os("CLAWDEN_FORCE_ENGINE_EXEC")
+                .is_some_and(|v| v == "1"),
             touched: Default::default(),
         }
+    }
+
+    /// The same supervisor, sending every sandboxed call through the Engine API's exec (the
+    /// fallback path) even when the agent is there.
+    pub fn with_engine_path(mut self) -> Self {
+        self.force_engine_path = true;
+        self
+    }
+
+    /// The same supervisor with other host facts (tests: a non-root identity, no agent binary).
+    pub fn with_host_probe(
+        mut self,
+        host: Arc<dyn crate::decide::HostProbe + Send + Sync>,
+    ) -> Self {
+        self.host = host;
+        self
     }
 
     pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
@@ -149,6 +189,13 @@ impl Supervisor {
 
     pub fn audit_log(&self) -> &crate::audit::AuditLog {
         &self.audit
+    }
+
+    /// Fail closed: no call runs unless its audit entry can be written.
+    pub(crate) fn audit_gate(&self) -> Result<(), SupervisorError> {
+        self.audit.ensure_writable().map_err(|e| {
+            SupervisorError::AuditFailed(format!("{}: {e}", self.audit.path().display()))
+        })
     }
 
     pub fn state(&self) -> &StateStore {
@@ -165,7 +212,7 @@ impl Supervisor {
             &self.config,
             &self.env,
             &self.host_ctx,
-            &RealHost,
+            self.host.as_ref(),
             session,
             agent,
         )?)
@@ -199,13 +246,13 @@ impl Supervisor {
         let mut warnings = Vec::new();
         for _attempt in 0..3 {
             if let Some(found) = self.engine.inspect(&name).await? {
-                match self.reuse(plan, &found, &mut warnings).await? {
-                    Some(id) => return self.finish(plan, id, false, warnings),
+                match self.reuse(plan, found, &mut warnings).await? {
+                    Some(facts) => return self.finish(plan, facts, false, warnings),
                     None => continue, // removed for recreation
                 }
             }
             match self.create(plan).await {
-                Ok(id) => return self.finish(plan, id, true, warnings),
+                Ok(facts) => return self.finish(plan, facts, true, warnings),
                 Err(SupervisorError::Engine(EngineError::Conflict(_))) => continue, // created elsewhere meanwhile
                 Err(e) => return Err(e),
             }
@@ -216,7 +263,7 @@ impl Supervisor {
     fn finish(
         &self,
         plan: &SandboxPlan,
-        id: String,
+        facts: ContainerFacts,
         created: bool,
         mut warnings: Vec<String>,
     ) -> Result<Ensured, SupervisorError> {
@@ -244,7 +291,8 @@ impl Supervisor {
         }
         Ok(Ensured {
             container_name: plan.container.name.clone(),
-            container_id: id,
+            container_id: facts.id,
+            init_pid: facts.pid,
             scope_key: plan.scope_key.clone(),
             created,
             image: plan.container.image.clone(),
@@ -252,64 +300,110 @@ impl Supervisor {
         })
     }
 
-    /// An existing container: reuse it (`Some(id)`), or remove it for recreation (`None`).
+    /// An existing container: reuse it (`Some(facts)`), or remove it for recreation (`None`).
+    /// The security baseline is checked on every reuse, hot or not: only non-security drift
+    /// (image, main command) is tolerated while a stale container is in use.
     async fn reuse(
         &self,
         plan: &SandboxPlan,
-        found: &serde_json::Value,
+        found: ContainerFacts,
         warnings: &mut Vec<String>,
-    ) -> Result<Option<String>, SupervisorError> {
+    ) -> Result<Option<ContainerFacts>, SupervisorError> {
         let name = &plan.container.name;
-        let labels = found.pointer("/Config/Labels").and_then(|l| l.as_object());
-        let label = |k: &str| {
-            labels
-                .and_then(|l| l.get(k))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        if label("clawden.sandbox").as_deref() != Some("1") {
+        if found.label("clawden.sandbox") != Some("1") {
             return Err(SupervisorError::Foreign(name.clone()));
         }
-        let id = found
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .unwrap_or(name)
-            .to_string();
-        let running = found
-            .pointer("/State/Running")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        if label("clawden.configHash").as_deref() != Some(plan.config_hash.as_str()) {
+        // Another configuration's sandbox under the same name is not ours to use or remove
+        // (containers from before the owner label have none, and a stale hash: recreated).
+        let owner = plan.container.labels.get(crate::decide::owner::OWNER_LABEL);
+        if let Some(theirs) = found.label(crate::decide::owner::OWNER_LABEL)
+            && Some(theirs) != owner.map(String::as_str)
+        {
+            return Err(SupervisorError::Foreign(name.clone()));
+        }
+        let mismatches = verify(&found, &plan.container);
+        if found.label("clawden.configHash") != Some(plan.config_hash.as_str()) {
             let (state, _) = self.state.load();
-            let created_ms = label("clawden.createdAtMs")
+            let created_ms = found
+                .label("clawden.createdAtMs")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
             let last_used = state.last_used_ms.get(name).copied().unwrap_or(created_ms);
             let hot = now_ms().saturating_sub(last_used) < HOT_WINDOW.as_millis() as u64;
             let recreate = format!("clawden recreate --session {}", plan.session.key);
-            if hot && running {
-                if mounts_of(found) != planned_mounts(&plan.container) {
+            if hot && found.running {
+                let security: Vec<&Mismatch> = mismatches.iter().filter(|m| m.security).collect();
+                let mounts_changed = actual_mounts(&found) != planned_mounts(&plan.container)
+                    || found.label(crate::decide::plan::MOUNTS_LABEL)
+                        != plan
+                            .container
+                            .labels
+                            .get(crate::decide::plan::MOUNTS_LABEL)
+                            .map(String::as_str);
+                if !security.is_empty() || mounts_changed {
                     return Err(SupervisorError::Drift {
                         message: format!(
-                            "sandbox {name} is in use and its mounts differ from the configuration; it was not used"
+                            "sandbox {name} is in use and its {} differ from the configuration ({}); it was not used",
+                            if mounts_changed {
+                                "mounts"
+                            } else {
+                                "security settings"
+                            },
+                            if security.is_empty() {
+                                "host sources changed".to_string()
+                            } else {
+                                security
+                                    .iter()
+                                    .map(|m| format!("{}: {}", m.field, m.detail))
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            }
                         ),
                         fix: recreate,
                     });
                 }
+                self.check_mounted(plan, &found).await?;
                 warnings.push(format!("sandbox {name} was created with an older configuration; kept because it was used in the last 5 minutes. Apply the change with `{recreate}`"));
-                return Ok(Some(id));
+                return Ok(Some(found));
             }
-            self.engine.remove(&id).await?;
+            self.remove_sandbox(&found.id, name).await?;
             return Ok(None);
         }
-        if !running {
-            self.engine.start(&id).await?;
+        if !mismatches.is_empty() {
+            return Err(SupervisorError::Mismatch {
+                name: name.clone(),
+                mismatches,
+            });
         }
-        self.check_running(plan, &id).await?;
-        Ok(Some(id))
+        if !found.running {
+            // Staged mounts may be gone (a reboot, a sweep): stage again, then start and check.
+            let staged = self.prepare(plan).await?;
+            self.engine.start(&found.id).await?;
+            let facts = self.check_running(plan, &found.id).await?;
+            if let Err(e) = mounting::verify_prepared(self.engine.as_ref(), &facts, &staged) {
+                let _ = self.remove_sandbox(&found.id, name).await;
+                return Err(e);
+            }
+            return Ok(Some(facts));
+        }
+        self.check_mounted(plan, &found).await?;
+        Ok(Some(found))
     }
 
-    async fn create(&self, plan: &SandboxPlan) -> Result<String, SupervisorError> {
+    /// Remove a sandbox container and everything clawden made for it on the host: its staged
+    /// mounts (unmounted, never deleted through) and its agent channel directory.
+    pub async fn remove_sandbox(&self, id: &str, name: &str) -> Result<(), SupervisorError> {
+        self.engine.remove(id).await?;
+        self.agents.forget(id);
+        let state_dir = self.state.dir().to_path_buf();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || mounting::cleanup(&state_dir, &name))
+            .await
+            .map_err(io)?
+            .map_err(io)
+    }
+
+    async fn create(&self, plan: &SandboxPlan) -> Result<ContainerFacts, SupervisorError> {
         let spec = &plan.container;
         if self.engine.image_id(&spec.image).await?.is_none() {
             return Err(EngineError::ImageMissing {
@@ -317,126 +411,152 @@ impl Supervisor {
             }
             .into());
         }
-        for d in &spec.create_dirs {
-            create_dir_owned(d, spec.dir_owner)
-                .map_err(|e| io(format!("cannot create {}: {e}", d.display())))?;
-        }
+        let prepared = self.prepare(plan).await?;
         let mut labels = spec.labels.clone();
         labels.insert("clawden.createdAtMs".into(), now_ms().to_string());
         labels.insert("clawden.configHash".into(), plan.config_hash.clone());
-        let id = self.engine.create(spec, &labels).await?;
+        let id = match self.engine.create(spec, &labels).await {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = mounting::cleanup(self.state.dir(), &spec.name);
+                return Err(e.into());
+            }
+        };
         let result = async {
             self.engine.start(&id).await?;
+            let facts = self.check_running(plan, &id).await?;
+            mounting::verify_prepared(self.engine.as_ref(), &facts, &prepared)?;
             if let Some(cmd) = &spec.setup_command {
-                let r = self
-                    .engine
-                    .exec_collect(
-                        &id,
-                        &ExecSpec {
-                            cmd: vec!["/bin/sh".into(), "-lc".into(), cmd.clone()],
-                            user: Some(spec.user.clone()),
-                            workdir: Some(spec.workdir.clone()),
-                            env: vec![],
-                        },
-                        SETUP_OUTPUT_CAP,
-                    )
-                    .await?;
-                if r.exit_code != 0 {
-                    let mut out = String::from_utf8_lossy(&r.stderr).into_owned();
-                    out.push_str(&String::from_utf8_lossy(&r.stdout));
-                    return Err(SupervisorError::SetupFailed {
-                        exit_code: r.exit_code,
-                        output: out.trim().to_string(),
-                    });
-                }
+                self.run_setup(plan, &facts, cmd).await?;
             }
-            self.check_running(plan, &id).await
+            Ok(facts)
         }
         .await;
-        if let Err(e) = result {
-            // Nothing half-made is left behind.
-            let _ = self.engine.remove(&id).await;
-            return Err(e);
+        match result {
+            Ok(facts) => Ok(facts),
+            Err(e) => {
+                // Nothing half-made is left behind.
+                let _ = self.remove_sandbox(&id, &spec.name).await;
+                Err(e)
+            }
         }
-        Ok(id)
     }
 
-    /// Inspect the container and refuse it unless it matches the plan and the baseline.
-    async fn check_running(&self, plan: &SandboxPlan, id: &str) -> Result<(), SupervisorError> {
+    async fn prepare(&self, plan: &SandboxPlan) -> Result<crate::mounts::Staged, SupervisorError> {
+        let spec = plan.container.clone();
+        let state_dir = self.state.dir().to_path_buf();
+        tokio::task::spawn_blocking(move || mounting::prepare(&state_dir, &spec))
+            .await
+            .map_err(io)?
+    }
+
+    /// The setupCommand, once, as a normal call (agent or fallback path) with a timeout.
+    async fn run_setup(
+        &self,
+        plan: &SandboxPlan,
+        facts: &ContainerFacts,
+        cmd: &str,
+    ) -> Result<(), SupervisorError> {
+        // It holds the scope's lock: bounded like any call.
+        let timeout = Duration::from_secs(plan.setup_timeout_seconds.max(1));
+        let req = crate::exec::ExecRequest {
+            command: cmd.to_string(),
+            timeout: Some(timeout),
+            ..Default::default()
+        };
+        let limits = crate::exec::CallLimits {
+            timeout,
+            max_output_bytes: SETUP_OUTPUT_CAP,
+        };
+        let ensured = Ensured {
+            container_name: plan.container.name.clone(),
+            container_id: facts.id.clone(),
+            init_pid: facts.pid,
+            scope_key: plan.scope_key.clone(),
+            created: true,
+            image: plan.container.image.clone(),
+            warnings: vec![],
+        };
+        let o = self
+            .run_in_container(plan, &ensured, &plan.container.workdir, &req, limits, None)
+            .await
+            .map_err(|e| match e {
+                calls::CallError::Failed(e) => e,
+                calls::CallError::Refused(r) => SupervisorError::SetupFailed {
+                    status: format!("refused: {}", r.code.as_str()),
+                    output: r.message,
+                },
+            })?;
+        if o.exit_code != Some(0) {
+            let mut out = String::from_utf8_lossy(&o.stderr).into_owned();
+            out.push_str(&String::from_utf8_lossy(&o.stdout));
+            let status = if o.timed_out {
+                format!("timed out after {}s", timeout.as_secs())
+            } else {
+                match (o.exit_code, o.signal) {
+                    (_, Some(sig)) => format!("killed by signal {sig}"),
+                    (Some(c), None) => format!("exit code {c}"),
+                    _ => "no exit status".into(),
+                }
+            };
+            return Err(SupervisorError::SetupFailed {
+                status,
+                output: out.trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Inspect the container and refuse it unless it matches the plan and the baseline and its
+    /// mounts are the checked inodes.
+    async fn check_running(
+        &self,
+        plan: &SandboxPlan,
+        id: &str,
+    ) -> Result<ContainerFacts, SupervisorError> {
         let found = self
             .engine
             .inspect(id)
             .await?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         let mismatches = verify(&found, &plan.container);
-        if mismatches.is_empty() {
-            Ok(())
-        } else {
-            Err(SupervisorError::Mismatch {
+        if !mismatches.is_empty() {
+            return Err(SupervisorError::Mismatch {
                 name: plan.container.name.clone(),
                 mismatches,
-            })
+            });
         }
+        self.check_mounted(plan, &found).await?;
+        Ok(found)
     }
-}
 
-fn mounts_of(inspect: &serde_json::Value) -> BTreeSet<(String, String, bool)> {
-    inspect
-        .get("Mounts")
-        .and_then(|m| m.as_array())
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            let s = |k: &str| m.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-            (
-                s("Source"),
-                s("Destination"),
-                m.get("RW").and_then(|v| v.as_bool()).unwrap_or(true),
-            )
+    /// The inodes mounted in a running container are the ones its plan's sources are now.
+    async fn check_mounted(
+        &self,
+        plan: &SandboxPlan,
+        found: &ContainerFacts,
+    ) -> Result<(), SupervisorError> {
+        let spec = plan.container.clone();
+        let facts = found.clone();
+        let engine = self.engine.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            mounting::verify_current(engine.as_ref(), &facts, &spec)
         })
-        .collect()
-}
-
-fn planned_mounts(spec: &ContainerSpec) -> BTreeSet<(String, String, bool)> {
-    spec.mounts
-        .iter()
-        .map(|m| {
-            (
-                m.host.to_string_lossy().into_owned(),
-                m.container.clone(),
-                !m.access.read_only(),
-            )
-        })
-        .collect()
-}
-
-/// `mkdir -p`, giving each directory it creates to `owner` (when clawden runs as root).
-pub(crate) fn create_dir_owned(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(p) = cur {
-        if p.exists() {
-            break;
+        .await
+        .map_err(io)?;
+        if let Err(e) = r {
+            // A container whose mounts are not what was checked is destroyed, never used.
+            let _ = self.remove_sandbox(&found.id, &found.name).await;
+            return Err(e);
         }
-        missing.push(p.to_path_buf());
-        cur = p.parent();
+        Ok(())
     }
-    for p in missing.iter().rev() {
-        match std::fs::create_dir(p) {
-            Ok(()) => {
-                if let Some((uid, gid)) = owner.filter(|_| nix::unistd::geteuid().is_root()) {
-                    nix::unistd::chown(p, Some(uid.into()), Some(gid.into()))
-                        .map_err(std::io::Error::from)?;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Labels of a summary as a map (for list/prune).
 pub fn label<'a>(labels: &'a BTreeMap<String, String>, k: &str) -> Option<&'a str> {
     labels.get(k).map(String::as_str)
 }
+
+#[cfg(test)]
+mod tests;

@@ -37,12 +37,12 @@ pub struct SandboxInfo {
 /// Which sandboxes `clawden recreate` removes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selector {
-    /// Every sandbox of this configuration (name under one of its container prefixes).
+    /// Every sandbox of this configuration (its `clawden.owner` label).
     All,
     /// The sandbox whose scope key is exactly this (as `list` shows it); if there is none, the
     /// sandbox that serves this session under the current config.
     Session(String),
-    /// Every sandbox of this agent (label `clawden.agentId`).
+    /// Every sandbox of this agent (label `clawden.agentId`) that this configuration owns.
     Agent(String),
 }
 
@@ -208,11 +208,8 @@ impl Supervisor {
                 self.engine
                     .inspect(&c.id)
                     .await?
-                    .and_then(|i| {
-                        i.pointer("/Config/Image")
-                            .and_then(|v| v.as_str())
-                            .map(str::to_string)
-                    })
+                    .map(|f| f.image)
+                    .filter(|i| !i.is_empty())
                     .unwrap_or_else(|| c.image.clone())
             } else {
                 c.image.clone()
@@ -249,9 +246,7 @@ impl Supervisor {
         Ok(out)
     }
 
-    /// The container name prefixes this config uses (global and per agent). `recreate --all` and
-    /// `prune` act only on sandboxes under one of them: another configuration's sandboxes (other
-    /// prefix, other state dir, unknown last use) are not this config's to judge.
+    /// The container name prefixes this config uses (global and per agent).
     pub fn own_prefixes(&self) -> Vec<String> {
         let mut agents = crate::config::resolve::known_agents(&self.config);
         agents.push(String::new()); // matches no agent section: the global settings
@@ -269,10 +264,31 @@ impl Supervisor {
         p
     }
 
+    /// The `clawden.owner` values of this configuration: one per container prefix it uses
+    /// (see [`crate::decide::owner`]). `recreate --all` and `prune` act only on sandboxes
+    /// carrying one of them — never judged by name prefix: another configuration's sandboxes
+    /// (other state dir, unknown last use) are not this config's to judge, even when their
+    /// names happen to start with one of our prefixes.
+    pub fn own_owner_ids(&self) -> Vec<String> {
+        let state_dir = self.env.state_dir();
+        let mut ids: Vec<String> = self
+            .own_prefixes()
+            .iter()
+            .map(|p| crate::decide::owner_id(&state_dir, p))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     async fn own_sandboxes(&self) -> Result<Vec<ContainerSummary>, SupervisorError> {
-        let prefixes = self.own_prefixes();
+        let owners = self.own_owner_ids();
         let mut all = self.engine.list_sandboxes().await?;
-        all.retain(|c| prefixes.iter().any(|p| c.name.starts_with(p.as_str())));
+        all.retain(|c| {
+            owners
+                .iter()
+                .any(|o| label(c, crate::decide::OWNER_LABEL) == o)
+        });
         all.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(all)
     }
@@ -287,9 +303,16 @@ impl Supervisor {
         Ok(match sel {
             Selector::All => all,
             Selector::Agent(id) => {
+                // Like --all: only this configuration's sandboxes of that agent.
                 let id = normalize_agent_id(id);
+                let owners = self.own_owner_ids();
                 all.into_iter()
                     .filter(|c| label(c, "clawden.agentId") == id)
+                    .filter(|c| {
+                        owners
+                            .iter()
+                            .any(|o| label(c, crate::decide::OWNER_LABEL) == o)
+                    })
                     .collect()
             }
             Selector::Session(key) => {
@@ -322,7 +345,7 @@ impl Supervisor {
         let mut removed = Vec::new();
         for c in targets {
             let _lock = self.lock(&c.name).await?;
-            self.engine.remove(&c.id).await?;
+            self.remove_sandbox(&c.id, &c.name).await?;
             self.forget(&c.name)?;
             removed.push(Removed {
                 name: c.name.clone(),
@@ -336,7 +359,7 @@ impl Supervisor {
 
     /// Remove sandboxes idle longer than `idleHours` or older than `maxAgeDays`, each judged by
     /// its own agent's settings (shared scope: the global ones). Only this config's sandboxes
-    /// (see [`Self::own_prefixes`]). `dry_run`: only report.
+    /// (see [`Self::own_owner_ids`]). `dry_run`: only report.
     pub async fn prune(&self, now: u64, dry_run: bool) -> Result<Vec<Removed>, SupervisorError> {
         let all = self.own_sandboxes().await?;
         let mut out = Vec::new();
@@ -360,7 +383,7 @@ impl Supervisor {
                 continue;
             };
             if !dry_run {
-                self.engine.remove(&c.id).await?;
+                self.remove_sandbox(&c.id, &c.name).await?;
                 self.forget(&c.name)?;
             }
             out.push(Removed {
@@ -370,7 +393,39 @@ impl Supervisor {
                 reason: Some(reason),
             });
         }
+        if !dry_run {
+            self.sweep_staging().await?;
+        }
         Ok(out)
+    }
+
+    /// Unstage what belongs to sandboxes that no longer exist (removed behind clawden's back,
+    /// or a clawden killed between staging and create): each under its name's ensure lock, so a
+    /// sandbox being made right now is never touched. Returns the names cleaned.
+    pub async fn sweep_staging(&self) -> Result<Vec<String>, SupervisorError> {
+        let staging = self.state.dir().join("staging");
+        let names: Vec<String> = match std::fs::read_dir(&staging) {
+            Ok(rd) => rd
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect(),
+            Err(_) => return Ok(vec![]),
+        };
+        let mut cleaned = Vec::new();
+        for name in names {
+            let _lock = self.lock(&name).await?;
+            if self.engine.inspect(&name).await?.is_some() {
+                continue;
+            }
+            let state_dir = self.state.dir().to_path_buf();
+            let n = name.clone();
+            tokio::task::spawn_blocking(move || super::mounting::cleanup(&state_dir, &n))
+                .await
+                .map_err(io)?
+                .map_err(io)?;
+            cleaned.push(name);
+        }
+        Ok(cleaned)
     }
 
     /// (idleHours, maxAgeDays) for a sandbox: its agent's effective settings; a shared sandbox

@@ -93,12 +93,14 @@ impl StateStore {
         }
     }
 
+    /// Atomic (temp file + rename), not synced: last-use times are advisory (idle pruning, the
+    /// hot window), so a crash may lose the latest updates but never leaves a torn file — and a
+    /// call does not pay for two fsyncs. A file that still reads as corrupt is rebuilt.
     fn write(&self, s: &StateFile) -> io::Result<()> {
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         tmp.write_all(&serde_json::to_vec_pretty(s).map_err(io::Error::other)?)?;
-        tmp.as_file().sync_all()?;
         tmp.persist(self.path()).map_err(|e| e.error)?;
-        File::open(&self.dir)?.sync_all()
+        Ok(())
     }
 
     /// Apply `f` to the state under the lock and write it back atomically.

@@ -44,7 +44,7 @@ pub fn validate_bind(
     ctx: &HostContext,
     policy: &BindPolicy,
 ) -> Result<ValidatedBind, Refusal> {
-    validate_one(spec, &BlockedTable::build(ctx), policy)
+    validate_one(spec, &ctx.table(), policy)
 }
 
 /// Validate a list: each entry, plus DuplicateTarget across entries and against reserved targets. Returns all refusals, not just the first.
@@ -58,7 +58,7 @@ pub fn validate_binds(
     ctx: &HostContext,
     policy: &BindPolicy,
 ) -> (Vec<ValidatedBind>, Vec<Refusal>) {
-    let table = BlockedTable::build(ctx);
+    let table = ctx.table();
     let reserved: Vec<String> = normalised_reserved(policy);
     let mut accepted: Vec<ValidatedBind> = Vec::new();
     let mut refusals = Vec::new();

@@ -93,7 +93,7 @@ fn refusal_table_default_policy() {
         ("/run/docker.sock:/mnt/d", BlockedPath),
         ("/:/host", BlockedPath),
         ("/var:/mnt/var:ro", CoversBlockedPath),
-        ("/var/lib:/mnt/lib", CoversBlockedPath),
+        ("/var/lib:/mnt/lib", BlockedPath),
         ("/home:/mnt/home", CoversBlockedPath),
         ("/home/anyuser:/mnt/h", CoversBlockedPath),
         ("{home}:/mnt/home", CoversBlockedPath),
@@ -211,7 +211,7 @@ fn covers_message_names_entry_rule_and_fix() {
     let r = h.refuse("/var:/mnt/var:ro", false, false);
     assert_eq!(
         r.message,
-        r#"bind mount "/var:/mnt/var:ro" covers blocked path "/var/run""#
+        r#"bind mount "/var:/mnt/var:ro" covers blocked path "/var/run" (runtime state and sockets)"#
     );
     assert!(r.fix.contains("narrower"), "{}", r.fix);
 
@@ -563,17 +563,15 @@ fn list_and_single_agree() {
 fn blocked_root() -> impl Strategy<Value = String> {
     let mut roots: Vec<String> = BLOCKED_SYSTEM_PATHS
         .iter()
-        .filter(|p| **p != "/")
-        .map(|p| p.to_string())
+        .filter(|p| p.path != "/")
+        .map(|p| p.path.to_string())
         .collect();
     for e in BLOCKED_HOME_ENTRIES {
-        roots.push(format!("/home/tester/{e}"));
+        roots.push(format!("/home/tester/{}", e.path));
     }
     let fixed = prop::sample::select(roots);
-    let wildcard = (
-        "[a-z][a-z0-9_-]{0,7}",
-        prop::sample::select(BLOCKED_HOME_ENTRIES.to_vec()),
-    )
+    let entries: Vec<&str> = BLOCKED_HOME_ENTRIES.iter().map(|e| e.path).collect();
+    let wildcard = ("[a-z][a-z0-9_-]{0,7}", prop::sample::select(entries))
         .prop_map(|(user, e)| format!("/home/{user}/{e}"));
     prop_oneof![3 => fixed, 1 => wildcard]
 }
@@ -621,6 +619,8 @@ proptest! {
         trailing in any::<bool>(),
         flags in (any::<bool>(), any::<bool>()),
     ) {
+        // The one exempt directory (clawden's own root state dir) is not a spelling of /var/lib.
+        prop_assume!(!(root == "/var/lib" && suffix.first().is_some_and(|s| s == "clawden")));
         let path = format!("{root}/{}", suffix.join("/"));
         let spelled = respell(&path, &noise, trailing);
         let ctx = HostContext::for_tests(vec![PathBuf::from("/home/tester")]);
@@ -664,5 +664,42 @@ proptest! {
             matches!(r.as_ref().map_err(|r| r.code), Err(BlockedPath | CoversBlockedPath)),
             "{} -> {:?}", spelled, r
         );
+    }
+
+    /// Reached through a symlinked parent (a link to the entry's parent directory, or to the
+    /// entry itself), with a missing or existing leaf: refused by the canonical check, whatever
+    /// the flags, for binds and managed workspaces alike.
+    #[test]
+    fn symlinked_parents_of_blocked_roots_are_refused(
+        root in blocked_root(),
+        link_to_parent in any::<bool>(),
+        suffix in prop::collection::vec("[a-z0-9_-]{1,8}", 0..3),
+        flags in (any::<bool>(), any::<bool>()),
+    ) {
+        prop_assume!(!(root == "/var/lib" && suffix.first().is_some_and(|s| s == "clawden")));
+        let dir = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        let root_path = Path::new(&root);
+        let (target, rest) = if link_to_parent {
+            let name = root_path.file_name().unwrap().to_str().unwrap().to_string();
+            (root_path.parent().unwrap().to_path_buf(), format!("{name}/{}", suffix.join("/")))
+        } else {
+            (root_path.to_path_buf(), suffix.join("/"))
+        };
+        symlink(&target, base.join("link")).unwrap();
+        let via = base.join("link").join(rest);
+        let ctx = HostContext::for_tests(vec![PathBuf::from("/home/tester")]);
+        let (roots, reserved) = all_open_policy();
+        let policy = BindPolicy {
+            allowed_roots: &roots,
+            reserved_targets: &reserved,
+            allow_external_sources: flags.0,
+            allow_reserved_targets: flags.1,
+        };
+        let spec = format!("{}:/mnt/x", via.display());
+        let r = validate_bind(&spec, &ctx, &policy).map_err(|r| r.code);
+        prop_assert!(matches!(r, Err(BlockedPath | CoversBlockedPath)), "{} -> {:?}", spec, r);
+        let m = check_managed_source(&via, "workspaceRoot", &ctx).map_err(|r| r.code);
+        prop_assert!(matches!(m, Err(BlockedPath | CoversBlockedPath)), "{} -> {:?}", via.display(), m);
     }
 }

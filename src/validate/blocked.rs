@@ -1,45 +1,260 @@
 //! The blocked host-path table and the facts about the host it is built from.
+//!
+//! The table is about what a path *is* (security.md, principle 5), not how it is spelled: system
+//! directories, kernel interfaces, container-engine sockets and state, and in every home
+//! directory each file or directory that authenticates a host user or runs as one (shell startup
+//! files, directories on `PATH`, code that tools load, credentials of package managers, clouds
+//! and git). A source is refused when it equals, lies under or contains an entry, whatever the
+//! `dangerously*` settings say: `dangerouslyAllowExternalBindSources` lifts only the
+//! allowed-roots rule, never this table. The same table applies to the clawden-managed
+//! workspaces (agent workspace, `workspaceRoot`).
+//!
+//! Deliberately *not* blocked: `/tmp`, `/var/tmp`, `/mnt`, `/media`, `/home/<user>/<project>`
+//! and `/srv`. `/srv` is the FHS place for site data and the usual home of the project data an
+//! operator binds; a directory there that a web server executes is the operator's call (binding
+//! anything outside the workspaces still needs `dangerouslyAllowExternalBindSources`).
+//! `/var/lib/clawden` (clawden's own default state directory when it runs as root) is exempt
+//! from the `/var/lib` entry only: its state files stay blocked through the host context.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
 use super::hostpath::{canonicalize_through_ancestor, lexical_normalize};
 
-/// Host paths that are never a bind source, nor inside one (sandbox.md §5).
-pub const BLOCKED_SYSTEM_PATHS: &[&str] = &[
-    "/",
-    "/etc",
-    "/proc",
-    "/sys",
-    "/dev",
-    "/root",
-    "/boot",
-    "/run",
-    "/var/run",
-    "/var/lib/docker",
-    "/var/lib/containerd",
-    "/var/lib/containers",
-    "/var/snap/docker",
-    "/run/containerd",
-    "/run/podman",
-    "/var/run/docker.sock",
-    "/run/docker.sock",
-    "/etc/docker",
+/// What a blocked path is: shown in refusals so the operator sees why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockKind {
+    /// `/` itself.
+    HostRoot,
+    /// Host configuration (`/etc`).
+    HostConfig,
+    /// Kernel interfaces: `/proc`, `/sys`, `/dev`.
+    Kernel,
+    /// Runtime state and sockets: `/run`, `/var/run`.
+    Runtime,
+    /// A container engine's socket, state or configuration.
+    EngineState,
+    /// Programs, libraries and data that the host runs (as root or as other users).
+    SystemDir,
+    /// System state, logs, spools, caches and mail.
+    SystemState,
+    /// Root's home, boot files.
+    Privileged,
+    /// A file a host user's shell (or login) runs by itself.
+    ShellStartup,
+    /// A directory on a host user's `PATH`, or code their tools load.
+    UserCode,
+    /// Configuration that a host user's tools execute or trust (git, editors, desktop).
+    UserToolConfig,
+    /// Credentials or secrets of a host user (package managers, clouds, git, ssh, gpg).
+    Credentials,
+    /// A path this host marks as blocked: clawden's own state, the engine's socket,
+    /// `XDG_RUNTIME_DIR`.
+    HostSpecific,
+}
+
+impl BlockKind {
+    /// How a refusal describes it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            BlockKind::HostRoot => "the host's root",
+            BlockKind::HostConfig => "host configuration",
+            BlockKind::Kernel => "a kernel interface",
+            BlockKind::Runtime => "runtime state and sockets",
+            BlockKind::EngineState => "a container engine's socket or state",
+            BlockKind::SystemDir => "a system directory of programs the host runs",
+            BlockKind::SystemState => "system state, logs or spools",
+            BlockKind::Privileged => "root's home or boot files",
+            BlockKind::ShellStartup => "a shell startup file of a host user",
+            BlockKind::UserCode => "programs or code a host user runs",
+            BlockKind::UserToolConfig => "configuration a host user's tools execute",
+            BlockKind::Credentials => "credentials of a host user",
+            BlockKind::HostSpecific => "clawden's state, the engine socket or the runtime dir",
+        }
+    }
+}
+
+/// One row of the blocked tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocked {
+    pub path: &'static str,
+    pub kind: BlockKind,
+}
+
+const fn b(path: &'static str, kind: BlockKind) -> Blocked {
+    Blocked { path, kind }
+}
+
+use BlockKind as K;
+
+/// Host paths that are never a bind source, nor inside one, nor contained in one (sandbox.md §5).
+/// Order matters only for messages: the first entry a path is at or under is named, else the
+/// first one it contains.
+pub const BLOCKED_SYSTEM_PATHS: &[Blocked] = &[
+    b("/", K::HostRoot),
+    b("/etc", K::HostConfig),
+    b("/proc", K::Kernel),
+    b("/sys", K::Kernel),
+    b("/dev", K::Kernel),
+    b("/root", K::Privileged),
+    b("/boot", K::Privileged),
+    b("/efi", K::Privileged),
+    b("/run", K::Runtime),
+    b("/var/run", K::Runtime),
+    b("/var/lib/docker", K::EngineState),
+    b("/var/lib/containerd", K::EngineState),
+    b("/var/lib/containers", K::EngineState),
+    b("/var/snap/docker", K::EngineState),
+    b("/run/containerd", K::EngineState),
+    b("/run/podman", K::EngineState),
+    b("/var/run/docker.sock", K::EngineState),
+    b("/run/docker.sock", K::EngineState),
+    b("/etc/docker", K::EngineState),
+    // What the host runs: merged-/usr or not, every spelling is listed (a symlinked one is
+    // also added in its canonical form when the table is built).
+    b("/usr", K::SystemDir),
+    b("/bin", K::SystemDir),
+    b("/sbin", K::SystemDir),
+    b("/lib", K::SystemDir),
+    b("/lib32", K::SystemDir),
+    b("/lib64", K::SystemDir),
+    b("/libx32", K::SystemDir),
+    b("/opt", K::SystemDir),
+    b("/snap", K::SystemDir),
+    b("/nix", K::SystemDir),
+    b("/var/www", K::SystemDir),
+    b("/var/lib", K::SystemState),
+    b("/var/log", K::SystemState),
+    b("/var/spool", K::SystemState),
+    b("/var/cache", K::SystemState),
+    b("/var/backups", K::SystemState),
+    b("/var/mail", K::SystemState),
+    b("/var/crash", K::SystemState),
+    b("/var/opt", K::SystemState),
+    b("/var/local", K::SystemState),
+    b("/var/snap", K::SystemState),
 ];
 
-/// Secrets and container-engine state inside every home directory.
-pub const BLOCKED_HOME_ENTRIES: &[&str] = &[
-    ".ssh",
-    ".aws",
-    ".gnupg",
-    ".docker",
-    ".config",
-    ".cargo",
-    ".npm",
-    ".netrc",
-    ".kube",
-    ".local/share/containers",
-    ".local/share/docker",
+/// Inside every home directory (each `/etc/passwd` home, `$HOME`, `/root`, and `/home/*`):
+/// whatever authenticates a host user or runs as one.
+pub const BLOCKED_HOME_ENTRIES: &[Blocked] = &[
+    // Credentials and secrets. `.ssh` first: it is the entry named when a home is refused.
+    b(".ssh", K::Credentials),
+    b(".aws", K::Credentials),
+    b(".gnupg", K::Credentials),
+    b(".docker", K::Credentials),
+    b(".config", K::UserToolConfig), // gcloud, gh, git, fish, systemd user units, autostart
+    b(".cargo", K::UserCode),        // bin/ on PATH, credentials.toml
+    b(".npm", K::Credentials),
+    b(".netrc", K::Credentials),
+    b(".kube", K::Credentials),
+    b(".local/share/containers", K::EngineState),
+    b(".local/share/docker", K::EngineState),
+    b(".local/share/keyrings", K::Credentials),
+    b(".npmrc", K::Credentials),
+    b(".yarnrc", K::Credentials),
+    b(".yarnrc.yml", K::Credentials),
+    b(".pypirc", K::Credentials),
+    b(".pip", K::Credentials),
+    b(".gem", K::Credentials),
+    b(".nuget", K::Credentials),
+    b(".m2", K::Credentials),
+    b(".gradle", K::Credentials),
+    b(".pgpass", K::Credentials),
+    b(".my.cnf", K::Credentials),
+    b(".git-credentials", K::Credentials),
+    b(".azure", K::Credentials),
+    b(".gcloud", K::Credentials),
+    b(".oci", K::Credentials),
+    b(".s3cfg", K::Credentials),
+    b(".boto", K::Credentials),
+    b(".passwd-s3fs", K::Credentials),
+    b(".terraform.d", K::Credentials),
+    b(".terraformrc", K::Credentials),
+    b(".vault-token", K::Credentials),
+    b(".password-store", K::Credentials),
+    b(".pki", K::Credentials),
+    b(".mozilla", K::Credentials),
+    b(".thunderbird", K::Credentials),
+    b(".vagrant.d", K::Credentials),
+    b(".minikube", K::Credentials),
+    b(".Xauthority", K::Credentials),
+    b(".ICEauthority", K::Credentials),
+    b(".k5login", K::Credentials),
+    b(".rhosts", K::Credentials),
+    b(".shosts", K::Credentials),
+    b(".bash_history", K::Credentials),
+    b(".zsh_history", K::Credentials),
+    b(".psql_history", K::Credentials),
+    b(".mysql_history", K::Credentials),
+    b(".python_history", K::Credentials),
+    // Run by a shell or a login by themselves.
+    b(".profile", K::ShellStartup),
+    b(".bashrc", K::ShellStartup),
+    b(".bash_profile", K::ShellStartup),
+    b(".bash_login", K::ShellStartup),
+    b(".bash_logout", K::ShellStartup),
+    b(".bash_aliases", K::ShellStartup),
+    b(".zshrc", K::ShellStartup),
+    b(".zprofile", K::ShellStartup),
+    b(".zshenv", K::ShellStartup),
+    b(".zlogin", K::ShellStartup),
+    b(".zlogout", K::ShellStartup),
+    b(".login", K::ShellStartup),
+    b(".logout", K::ShellStartup),
+    b(".cshrc", K::ShellStartup),
+    b(".tcshrc", K::ShellStartup),
+    b(".kshrc", K::ShellStartup),
+    b(".mkshrc", K::ShellStartup),
+    b(".shrc", K::ShellStartup),
+    b(".inputrc", K::ShellStartup),
+    b(".pam_environment", K::ShellStartup),
+    b(".xprofile", K::ShellStartup),
+    b(".xinitrc", K::ShellStartup),
+    b(".xsession", K::ShellStartup),
+    b(".xsessionrc", K::ShellStartup),
+    b(".forward", K::ShellStartup), // may pipe mail into a command
+    // On PATH, or code that a user's tools load.
+    b("bin", K::UserCode),
+    b(".local/bin", K::UserCode),
+    b(".local/lib", K::UserCode), // Python user site-packages
+    b(".local/share/systemd", K::UserCode),
+    b(".local/share/applications", K::UserCode),
+    b(".rustup", K::UserCode),
+    b("go", K::UserCode),
+    b(".nvm", K::UserCode),
+    b(".pyenv", K::UserCode),
+    b(".rbenv", K::UserCode),
+    b(".sdkman", K::UserCode),
+    b(".deno", K::UserCode),
+    b(".bun", K::UserCode),
+    b(".volta", K::UserCode),
+    b(".node_modules", K::UserCode),
+    // Configuration that tools execute or trust.
+    b(".gitconfig", K::UserToolConfig),
+    b(".hgrc", K::UserToolConfig),
+    b(".vimrc", K::UserToolConfig),
+    b(".vim", K::UserToolConfig),
+    b(".emacs", K::UserToolConfig),
+    b(".emacs.d", K::UserToolConfig),
+    b(".tmux.conf", K::UserToolConfig),
+    b(".screenrc", K::UserToolConfig),
+    b(".gdbinit", K::UserToolConfig),
+    b(".ipython", K::UserToolConfig),
+    b(".Rprofile", K::UserToolConfig),
+    b(".wgetrc", K::UserToolConfig),
+    b(".curlrc", K::UserToolConfig),
+    b(".ansible", K::UserToolConfig),
+];
+
+/// Directories exempt from one broad entry: (the entry, the exempt directory). The exempt
+/// directory and what lies under it are not blocked *by that entry* (any other entry still
+/// applies); a path containing the entry is still refused.
+const EXEMPT: &[(&str, &str)] = &[
+    // clawden's own default state dir when it runs as root (`Env::state_dir`): its workspaces
+    // live there. Its state files are blocked through `HostContext::extra_blocked`.
+    ("/var/lib", "/var/lib/clawden"),
 ];
 
 /// Where home directories live when /etc/passwd does not list the user: `/home/*/<entry>`.
@@ -53,6 +268,10 @@ pub struct HostContext {
     /// More blocked paths: clawden's own state files, the DOCKER_HOST unix socket path,
     /// XDG_RUNTIME_DIR sockets.
     pub extra_blocked: Vec<PathBuf>,
+    /// The table built from the fields above, on first use (a few thousand entries: every
+    /// home times every home entry, with canonical forms). Build a new context rather than
+    /// changing the fields of a used one.
+    table: std::sync::OnceLock<std::sync::Arc<BlockedTable>>,
 }
 
 impl HostContext {
@@ -72,10 +291,23 @@ impl HostContext {
 
     /// A context with exactly these home directories and no extra blocked paths.
     pub fn for_tests(home_dirs: Vec<PathBuf>) -> Self {
+        Self::new(home_dirs, Vec::new())
+    }
+
+    /// A context with exactly these home directories and extra blocked paths.
+    pub fn new(home_dirs: Vec<PathBuf>, extra_blocked: Vec<PathBuf>) -> Self {
         HostContext {
             home_dirs,
-            extra_blocked: Vec::new(),
+            extra_blocked,
+            table: Default::default(),
         }
+    }
+
+    /// The blocked-path table of this context (built once).
+    pub(crate) fn table(&self) -> std::sync::Arc<BlockedTable> {
+        self.table
+            .get_or_init(|| std::sync::Arc::new(BlockedTable::build(self)))
+            .clone()
     }
 
     /// The pure part of [`HostContext::from_system`].
@@ -118,15 +350,12 @@ impl HostContext {
         {
             extra_blocked.push(dir);
         }
-        HostContext {
-            home_dirs: homes,
-            extra_blocked,
-        }
+        HostContext::new(homes, extra_blocked)
     }
 }
 
 /// One component of a blocked pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Seg {
     Lit(OsString),
     /// Exactly one path component, whatever it is.
@@ -139,26 +368,36 @@ pub(crate) struct BlockedEntry {
     segs: Vec<Seg>,
     /// The path as configured, e.g. `/var/run` or `/home/*/.ssh`.
     pub shown: String,
+    /// What it is.
+    pub kind: BlockKind,
     /// When this entry is the canonical form of another: that entry's `shown`.
     pub canonical_of: Option<String>,
+    /// Directories under this entry that it does not block (see [`EXEMPT`]).
+    exempt: Vec<Vec<Seg>>,
 }
 
 impl BlockedEntry {
-    fn new(segs: Vec<Seg>, canonical_of: Option<String>) -> Self {
+    fn new(segs: Vec<Seg>, kind: BlockKind, canonical_of: Option<String>) -> Self {
         let shown = render(&segs);
         BlockedEntry {
             segs,
             shown,
+            kind,
             canonical_of,
+            exempt: Vec::new(),
         }
     }
 
-    /// `/var/run`, or `/run` (where "/var/run" resolves)`.
+    /// `"/usr" (a system directory …)`, or `"/run" (runtime state …; where "/var/run" resolves)`.
     pub fn describe(&self) -> String {
         let shown = super::code::quote(&self.shown);
+        let what = self.kind.describe();
         match &self.canonical_of {
-            Some(orig) => format!("{shown} (where {} resolves)", super::code::quote(orig)),
-            None => shown,
+            Some(orig) => format!(
+                "{shown} ({what}; where {} resolves)",
+                super::code::quote(orig)
+            ),
+            None => format!("{shown} ({what})"),
         }
     }
 }
@@ -179,50 +418,84 @@ pub(crate) struct BlockedTable {
 
 impl BlockedTable {
     pub fn build(ctx: &HostContext) -> Self {
-        let mut base: Vec<Vec<Seg>> = Vec::new();
-        let mut add = |segs: Vec<Seg>| {
-            if !base.contains(&segs) {
-                base.push(segs);
+        let mut base: Vec<(Vec<Seg>, BlockKind)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut add = |segs: Vec<Seg>, kind: BlockKind| {
+            if seen.insert(segs.clone()) {
+                base.push((segs, kind));
             }
         };
         for p in BLOCKED_SYSTEM_PATHS {
-            add(literal_segs(Path::new(p)));
+            add(literal_segs(Path::new(p.path)), p.kind);
         }
+        // Each home entry's segments once (this table is built in every clawden process:
+        // normalising thousands of joined paths was most of a CLI call's CPU).
+        let entry_segs: Vec<(Vec<Seg>, BlockKind)> = BLOCKED_HOME_ENTRIES
+            .iter()
+            .map(|e| (literal_segs(Path::new(e.path)), e.kind))
+            .collect();
         for home in &ctx.home_dirs {
             if home.is_absolute() {
-                for entry in BLOCKED_HOME_ENTRIES {
-                    add(literal_segs(&home.join(entry)));
+                let home_segs = literal_segs(home);
+                for (segs, kind) in &entry_segs {
+                    let mut full = home_segs.clone();
+                    full.extend(segs.iter().cloned());
+                    add(full, *kind);
                 }
             }
         }
-        for entry in BLOCKED_HOME_ENTRIES {
-            let mut segs = literal_segs(Path::new(HOME_BASE));
-            segs.push(Seg::Any);
-            segs.extend(literal_segs(Path::new(entry)));
-            add(segs);
+        for (segs, kind) in &entry_segs {
+            let mut full = literal_segs(Path::new(HOME_BASE));
+            full.push(Seg::Any);
+            full.extend(segs.iter().cloned());
+            add(full, *kind);
         }
         for p in &ctx.extra_blocked {
             if p.is_absolute() {
-                add(literal_segs(p));
+                add(literal_segs(p), BlockKind::HostSpecific);
             }
         }
 
+        let exempt_entries: Vec<(Vec<Seg>, &str)> = EXEMPT
+            .iter()
+            .map(|(entry, dir)| (literal_segs(Path::new(entry)), *dir))
+            .collect();
+        let exempt_of = |segs: &[Seg]| -> Vec<Vec<Seg>> {
+            exempt_entries
+                .iter()
+                .filter(|(entry, _)| entry.as_slice() == segs)
+                .flat_map(|(_, dir)| {
+                    let lexical = literal_segs(Path::new(dir));
+                    let canonical = canonicalize_through_ancestor(Path::new(dir))
+                        .map(|c| literal_segs(&c))
+                        .unwrap_or_else(|_| lexical.clone());
+                    [lexical, canonical]
+                })
+                .collect()
+        };
         let mut entries: Vec<BlockedEntry> = base
             .iter()
-            .map(|s| BlockedEntry::new(s.clone(), None))
+            .map(|(s, kind)| {
+                let mut e = BlockedEntry::new(s.clone(), *kind, None);
+                e.exempt = exempt_of(s);
+                e
+            })
             .collect();
-        // Canonical forms: /var/run -> /run, a symlinked home, a dotfile symlinked elsewhere.
-        // Only the literal prefix before a `*` can be resolved.
-        for segs in &base {
+        // Canonical forms: /var/run -> /run, /bin -> /usr/bin, a symlinked home, a dotfile
+        // symlinked elsewhere. Only the literal prefix before a `*` can be resolved.
+        let mut memo = std::collections::HashMap::new();
+        for (segs, kind) in &base {
             let lit_len = segs.iter().take_while(|s| matches!(s, Seg::Lit(_))).count();
             let prefix = render(&segs[..lit_len]);
-            let Ok(canon) = canonicalize_through_ancestor(Path::new(&prefix)) else {
+            let Some(canon) = canonical_memo(Path::new(&prefix), &mut memo) else {
                 continue;
             };
             let mut canon_segs = literal_segs(&canon);
             canon_segs.extend_from_slice(&segs[lit_len..]);
-            if canon_segs != *segs && !entries.iter().any(|e| e.segs == canon_segs) {
-                entries.push(BlockedEntry::new(canon_segs, Some(render(segs))));
+            if canon_segs != *segs && seen.insert(canon_segs.clone()) {
+                let mut e = BlockedEntry::new(canon_segs, *kind, Some(render(segs)));
+                e.exempt = exempt_of(segs);
+                entries.push(e);
             }
         }
         BlockedTable { entries }
@@ -241,6 +514,10 @@ impl BlockedTable {
         let mut covered = None;
         for entry in &self.entries {
             match relation(&comps, &entry.segs) {
+                Some(Relation::Under)
+                    if entry.exempt.iter().any(|x| {
+                        matches!(relation(&comps, x), Some(Relation::Equal | Relation::Under))
+                    }) => {}
                 Some(r @ (Relation::Equal | Relation::Under)) => return Some((r, entry)),
                 Some(Relation::Covers) if covered.is_none() => covered = Some(entry),
                 _ => {}
@@ -278,6 +555,45 @@ fn relation(path: &[&OsStr], pattern: &[Seg]) -> Option<Relation> {
         std::cmp::Ordering::Greater => Some(Relation::Under),
         std::cmp::Ordering::Less => Some(Relation::Covers),
     }
+}
+
+/// [`canonicalize_through_ancestor`] of a lexically normal absolute path, memoised by parent:
+/// thousands of entries share a few homes, so each entry costs at most one `lstat` (none below
+/// a missing directory) unless it is a symlink. `None` when it cannot be resolved (a loop).
+fn canonical_memo(p: &Path, memo: &mut CanonMemo) -> Option<PathBuf> {
+    canonical_memo_inner(p, memo).map(|(c, _)| c)
+}
+
+/// Lexical path → (canonical path, whether it exists), or `None` for a loop.
+type CanonMemo = std::collections::HashMap<PathBuf, Option<(PathBuf, bool)>>;
+
+fn canonical_memo_inner(p: &Path, memo: &mut CanonMemo) -> Option<(PathBuf, bool)> {
+    if let Some(c) = memo.get(p) {
+        return c.clone();
+    }
+    let resolved = match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => match canonical_memo_inner(parent, memo) {
+            None => None,
+            // Below a missing directory (or a file) nothing exists: appended as is.
+            Some((cp, false)) => Some((cp.join(name), false)),
+            Some((cp, true)) => {
+                let joined = cp.join(name);
+                match std::fs::symlink_metadata(&joined) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        canonicalize_through_ancestor(&joined).ok().map(|c| {
+                            let exists = c.is_dir();
+                            (c, exists)
+                        })
+                    }
+                    Ok(m) => Some((joined, m.is_dir())),
+                    Err(_) => Some((joined, false)),
+                }
+            }
+        },
+        _ => canonicalize_through_ancestor(p).ok().map(|c| (c, true)),
+    };
+    memo.insert(p.to_path_buf(), resolved.clone());
+    resolved
 }
 
 fn literal_segs(p: &Path) -> Vec<Seg> {
@@ -325,7 +641,28 @@ mod tests {
             ("/etc/passwd", Some((Relation::Under, "/etc"))),
             ("/etcetera", None),
             ("/var", Some((Relation::Covers, "/var/run"))),
-            ("/var/lib", Some((Relation::Covers, "/var/lib/docker"))),
+            ("/var/lib", Some((Relation::Equal, "/var/lib"))),
+            ("/var/lib/clawden", None),
+            ("/var/lib/clawden/sandboxes/x", None),
+            ("/var/lib/clawdenx", Some((Relation::Under, "/var/lib"))),
+            ("/var/lib/dpkg/info", Some((Relation::Under, "/var/lib"))),
+            ("/usr/local/bin", Some((Relation::Under, "/usr"))),
+            ("/usr/share", Some((Relation::Under, "/usr"))),
+            ("/opt", Some((Relation::Equal, "/opt"))),
+            ("/var/log/syslog", Some((Relation::Under, "/var/log"))),
+            (
+                "/home/alice/.bashrc",
+                Some((Relation::Equal, "/home/alice/.bashrc")),
+            ),
+            (
+                "/home/alice/.local/bin/x",
+                Some((Relation::Under, "/home/alice/.local/bin")),
+            ),
+            (
+                "/home/anyone/.npmrc",
+                Some((Relation::Equal, "/home/*/.npmrc")),
+            ),
+            ("/home/alice/.bashrc.d", None),
             (
                 "/var/lib/docker/volumes",
                 Some((Relation::Under, "/var/lib/docker")),
@@ -386,10 +723,10 @@ mod tests {
 
     #[test]
     fn extra_blocked_and_non_absolute_homes() {
-        let ctx = HostContext {
-            home_dirs: vec![PathBuf::from("relative/home")],
-            extra_blocked: vec![PathBuf::from("/srv/clawden/state.json")],
-        };
+        let ctx = HostContext::new(
+            vec![PathBuf::from("relative/home")],
+            vec![PathBuf::from("/srv/clawden/state.json")],
+        );
         let t = BlockedTable::build(&ctx);
         assert!(t.shown().iter().all(|s| !s.contains("relative")));
         let (rel, e) = t.check(Path::new("/srv/clawden")).unwrap();

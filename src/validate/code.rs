@@ -27,6 +27,12 @@ pub enum RefusalCode {
     NetworkContainerJoin,
     /// A seccomp or AppArmor profile of `unconfined`.
     UnconfinedProfile,
+    /// A custom seccomp profile that re-allows what Docker's default refuses (default action
+    /// allow, namespaces, mounts, keyring, bpf, ptrace, …) without
+    /// `dangerouslyAllowPermissiveSeccomp`.
+    PermissiveSeccomp,
+    /// A seccomp profile that cannot be read or is not a Docker seccomp profile.
+    BadSeccompProfile,
     /// Wrong number of `:` fields, empty target, NUL or newline in a bind string.
     BadBindSpec,
     /// A bind mode other than `ro` / `rw` (e.g. `rshared`, `z`).
@@ -79,11 +85,14 @@ pub enum RefusalCode {
     Busy,
     /// Any other I/O error; the message names the errno.
     IoError,
+    /// A bind source inside (or equal to) a directory some sandbox can write: it could be swapped
+    /// between the check and `docker start` (refused when mounts cannot be staged, i.e. without root).
+    SourceSandboxWritable,
 }
 
 impl RefusalCode {
     /// Every code, in declaration order (for docs and exhaustive tests).
-    pub const ALL: [RefusalCode; 36] = [
+    pub const ALL: [RefusalCode; 39] = [
         RefusalCode::NonAbsolute,
         RefusalCode::BlockedPath,
         RefusalCode::CoversBlockedPath,
@@ -94,6 +103,8 @@ impl RefusalCode {
         RefusalCode::NetworkHost,
         RefusalCode::NetworkContainerJoin,
         RefusalCode::UnconfinedProfile,
+        RefusalCode::PermissiveSeccomp,
+        RefusalCode::BadSeccompProfile,
         RefusalCode::BadBindSpec,
         RefusalCode::BadBindMode,
         RefusalCode::DuplicateTarget,
@@ -120,6 +131,7 @@ impl RefusalCode {
         RefusalCode::NoSpace,
         RefusalCode::Busy,
         RefusalCode::IoError,
+        RefusalCode::SourceSandboxWritable,
     ];
 
     /// The stable snake_case tag (identical to the serde form).
@@ -135,6 +147,8 @@ impl RefusalCode {
             RefusalCode::NetworkHost => "network_host",
             RefusalCode::NetworkContainerJoin => "network_container_join",
             RefusalCode::UnconfinedProfile => "unconfined_profile",
+            RefusalCode::PermissiveSeccomp => "permissive_seccomp",
+            RefusalCode::BadSeccompProfile => "bad_seccomp_profile",
             RefusalCode::BadBindSpec => "bad_bind_spec",
             RefusalCode::BadBindMode => "bad_bind_mode",
             RefusalCode::DuplicateTarget => "duplicate_target",
@@ -161,6 +175,7 @@ impl RefusalCode {
             RefusalCode::NoSpace => "no_space",
             RefusalCode::Busy => "busy",
             RefusalCode::IoError => "io_error",
+            RefusalCode::SourceSandboxWritable => "source_sandbox_writable",
         }
     }
 }

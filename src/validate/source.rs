@@ -169,6 +169,7 @@ fn check_blocked(
         return Ok(());
     };
     let blocked = entry.describe();
+    let name = quote(&entry.shown);
     let verb = match relation {
         Relation::Equal => "mounts blocked path",
         Relation::Under => "mounts a path under blocked path",
@@ -185,24 +186,24 @@ fn check_blocked(
         (Relation::Covers, SourceUse::Bind { .. }) => (
             RefusalCode::CoversBlockedPath,
             format!(
-                "bind a narrower directory that does not contain {blocked}, e.g. {}",
+                "bind a narrower directory that does not contain {name}, e.g. {}",
                 quote_path(&path.join("<project>"))
             ),
         ),
         (Relation::Covers, SourceUse::Managed { what, .. }) => (
             RefusalCode::CoversBlockedPath,
-            format!("set {what} to a dedicated directory that does not contain {blocked}"),
+            format!("set {what} to a dedicated directory that does not contain {name}"),
         ),
         (_, SourceUse::Bind { .. }) => (
             RefusalCode::BlockedPath,
             format!(
-                "remove this entry from docker.binds: {blocked} is never mounted into a sandbox \
+                "remove this entry from docker.binds: {name} is never mounted into a sandbox \
                  (no dangerously* setting lifts this)"
             ),
         ),
         (_, SourceUse::Managed { what, .. }) => (
             RefusalCode::BlockedPath,
-            format!("set {what} to a dedicated directory outside {blocked}"),
+            format!("set {what} to a dedicated directory outside {name}"),
         ),
     };
     Err(use_.refuse(code, message, fix))
@@ -221,7 +222,7 @@ pub fn check_managed_source(
         what,
         value: &value,
     };
-    check_source(path, use_, &BlockedTable::build(ctx)).map(|c| c.canonical)
+    check_source(path, use_, &ctx.table()).map(|c| c.canonical)
 }
 
 #[cfg(test)]
@@ -255,6 +256,17 @@ mod tests {
             ("/home", RefusalCode::CoversBlockedPath),
             ("/home/tester", RefusalCode::CoversBlockedPath),
             ("/var", RefusalCode::CoversBlockedPath),
+            // What a path is (issue 7): system directories and host-user files.
+            ("/usr/local", RefusalCode::BlockedPath),
+            ("/usr/local/", RefusalCode::BlockedPath),
+            ("/usr/share/ws", RefusalCode::BlockedPath),
+            ("/opt/agents", RefusalCode::BlockedPath),
+            ("/var/log/ws", RefusalCode::BlockedPath),
+            ("/lib/ws", RefusalCode::BlockedPath),
+            ("/home/tester/.local/bin", RefusalCode::BlockedPath),
+            ("/home/tester/.local", RefusalCode::CoversBlockedPath),
+            ("/home/tester/.profile", RefusalCode::BlockedPath),
+            ("/home/other/.bashrc", RefusalCode::BlockedPath),
         ];
         for (path, code) in cases {
             let r =

@@ -16,6 +16,31 @@ pub struct Sweep {
     pub prefix: String,
 }
 
+/// Detach every mount whose mount point lies under `dir` (deepest first): the staged mounts of
+/// sandboxes a test made and left for the sweep.
+pub fn unmount_under(dir: &Path) {
+    // Repeated until none is left: a point can carry stacked mounts (a staged clone of an
+    // in-place over-mount, a mount propagated back).
+    for _ in 0..16 {
+        let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+            return;
+        };
+        let mut points: Vec<PathBuf> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .map(|p| PathBuf::from(p.replace("\\040", " ")))
+            .filter(|p| p.starts_with(dir))
+            .collect();
+        if points.is_empty() {
+            return;
+        }
+        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for p in points {
+            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 impl Drop for Sweep {
     fn drop(&mut self) {
         let out = Command::new("docker")
@@ -72,15 +97,53 @@ pub async fn ensure_minimal_image(e: &DockerEngine) {
     }
 }
 
+/// A two-worker runtime for tests that drive the supervisor.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// An exec request of `cmd` for `session`.
+pub fn req(session: &str, cmd: &str) -> clawden::exec::ExecRequest {
+    clawden::exec::ExecRequest {
+        session: Some(session.into()),
+        command: cmd.into(),
+        ..Default::default()
+    }
+}
+
+/// Output bytes as text (lossy).
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// A test world: temp dirs for workspace, sandboxes and state, and a config text.
 pub struct World {
     pub dir: tempfile::TempDir,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // Staged mounts of sandboxes still standing, and the in-place nosuid over-mounts of
+        // writable workspaces, are undone before the directory goes.
+        unmount_under(self.dir.path());
+    }
 }
 
 impl World {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("ws")).unwrap();
+        // As on a real host: the agent workspace belongs to a regular user (direct calls run as
+        // its owner, never as root) and its parents are traversable.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(dir.path().join("ws"), Some(1000), Some(1000)).unwrap();
+        }
         World { dir }
     }
     pub fn path(&self, p: &str) -> PathBuf {
