@@ -31,6 +31,23 @@ pub struct AuditEntry {
     pub exit_code: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// The service's caller (`SO_PEERCRED`): filled from [`CALLER`] when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_pid: Option<i32>,
+}
+
+/// Who asked, for calls the service carries (the CLI has no peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub pid: Option<i32>,
+}
+
+tokio::task_local! {
+    /// The peer of the request being served; every audit line written in its scope carries it.
+    pub static CALLER: Caller;
 }
 
 /// A short, non-reversible identifier of a command for the log.
@@ -77,7 +94,14 @@ impl AuditLog {
         {
             std::fs::rename(&self.path, self.path.with_extension("log.1"))?;
         }
-        let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
+        let mut e = e.clone();
+        if e.peer_uid.is_none()
+            && let Ok(c) = CALLER.try_with(|c| *c)
+        {
+            e.peer_uid = Some(c.uid);
+            e.peer_pid = c.pid;
+        }
+        let mut line = serde_json::to_vec(&e).map_err(io::Error::other)?;
         line.push(b'\n');
         let mut f = OpenOptions::new()
             .create(true)

@@ -98,6 +98,11 @@ impl Context {
     }
 }
 
+/// An exec outcome as `exec --json` prints it (the service's wait-mode result too).
+pub fn calls_json(o: &crate::exec::ExecOutcome) -> serde_json::Value {
+    calls::exec_json(o)
+}
+
 /// Print to stdout; a closed pipe (`clawden list | head`) is not an error.
 pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();

@@ -14,6 +14,37 @@ pub struct FileConfig {
     pub agents: Option<AgentsSection>,
     pub session: Option<SessionSection>,
     pub tools: Option<ToolsSection>,
+    /// `clawden serve` (clawden's own section; strict).
+    pub serve: Option<ServeSection>,
+}
+
+/// `serve`: who may call the service and how much it carries at once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServeSection {
+    /// Callers by uid (and optionally gid) and their roles. Unset: the uid that started
+    /// `serve`, every role.
+    pub peers: Option<Vec<ServePeer>>,
+    /// Accept callers from other pid namespaces (their pid reads as 0). Default false.
+    pub allow_other_pid_namespaces: Option<bool>,
+    /// Calls running at once, over all sandboxes (default 64).
+    pub max_calls: Option<usize>,
+    /// Calls running at once in one sandbox or direct session (default 8).
+    pub max_calls_per_sandbox: Option<usize>,
+    /// Seconds of silence before a stream sends a heartbeat (default 15).
+    pub heartbeat_seconds: Option<u64>,
+    /// Seconds a finished call stays queryable (default 600).
+    pub retention_seconds: Option<u64>,
+}
+
+/// One `serve.peers` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServePeer {
+    pub uid: u32,
+    pub gid: Option<u32>,
+    /// `gateway`, `approver`, `operator`, `reader`.
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -111,7 +111,18 @@ pub struct Conn {
 
 /// Connect and verify the peer, then say hello. Nothing is sent before the peer check.
 fn connect(t: &AgentTarget) -> Result<Conn, Unavailable> {
-    let want_pid = agent_pid(t.init_pid)?;
+    // Right after a start, init may not have forked the agent yet: wait for it, within the
+    // same patience as for its socket.
+    let started = Instant::now();
+    let want_pid = loop {
+        match agent_pid(t.init_pid) {
+            Ok(p) => break p,
+            Err(_) if started.elapsed() < CONNECT_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let want_uid = match (t.uid, uid_of(want_pid)) {
         (Some(u), _) => u,
         (None, Some(u)) => u,
@@ -134,7 +145,6 @@ fn connect(t: &AgentTarget) -> Result<Conn, Unavailable> {
         dir.as_raw_fd(),
         crate::decide::plan::AGENT_SOCKET
     );
-    let started = Instant::now();
     let stream = loop {
         match UnixStream::connect(&path) {
             Ok(s) => break s,
@@ -253,6 +263,8 @@ impl AgentPool {
 pub fn refusal_of(e: &proto::AgentError) -> Refusal {
     let code = match e.code {
         ErrorCode::NotFound => RefusalCode::NotFound,
+        ErrorCode::AlreadyExists => RefusalCode::AlreadyExists,
+        ErrorCode::EtagMismatch => RefusalCode::EtagMismatch,
         ErrorCode::PermissionDenied => RefusalCode::PermissionDenied,
         ErrorCode::EscapesRoot => RefusalCode::EscapesRoot,
         ErrorCode::SpecialFile => RefusalCode::SpecialFile,

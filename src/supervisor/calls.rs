@@ -114,7 +114,7 @@ pub fn host_cwd(agent_workspace: &Path, requested: Option<&str>) -> Result<PathB
 }
 
 impl Supervisor {
-    pub(crate) fn audit_call(
+    pub fn audit_call(
         &self,
         plan: Option<&SandboxPlan>,
         req_session: &Option<String>,
@@ -148,6 +148,7 @@ impl Supervisor {
             duration_ms: started.elapsed().as_millis() as u64,
             exit_code,
             bytes,
+            ..Default::default()
         };
         if let Err(e) = self.audit_log().append(&entry) {
             tracing::warn!("audit log {}: {e}", self.audit_log().path().display());

@@ -6,6 +6,7 @@ pub mod dirs;
 pub mod files;
 pub mod mounting;
 pub mod ops;
+pub mod service;
 pub mod state;
 
 use crate::config::resolve::EffectiveSandbox;
@@ -185,6 +186,16 @@ impl Supervisor {
 
     pub fn engine(&self) -> &Arc<dyn ContainerEngine> {
         &self.engine
+    }
+
+    /// The configuration this supervisor decides with.
+    pub fn config(&self) -> &LoadedConfig {
+        &self.config
+    }
+
+    /// The environment it was started with.
+    pub fn env(&self) -> &Env {
+        &self.env
     }
 
     pub fn audit_log(&self) -> &crate::audit::AuditLog {

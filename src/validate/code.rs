@@ -65,6 +65,10 @@ pub enum RefusalCode {
     Unsupported,
     /// A file-tool path (or one of its parents) that does not exist (`ENOENT`).
     NotFound,
+    /// An exclusive create (or a no-replace rename) found something at the path.
+    AlreadyExists,
+    /// A compare-and-swap write whose expected etag is no longer the file's.
+    EtagMismatch,
     /// A file-tool path that is a directory where a file is needed (`EISDIR`).
     IsDirectory,
     /// A parent component that is not a directory (`ENOTDIR`).
@@ -92,7 +96,7 @@ pub enum RefusalCode {
 
 impl RefusalCode {
     /// Every code, in declaration order (for docs and exhaustive tests).
-    pub const ALL: [RefusalCode; 39] = [
+    pub const ALL: [RefusalCode; 41] = [
         RefusalCode::NonAbsolute,
         RefusalCode::BlockedPath,
         RefusalCode::CoversBlockedPath,
@@ -121,6 +125,8 @@ impl RefusalCode {
         RefusalCode::SymlinkRefused,
         RefusalCode::Unsupported,
         RefusalCode::NotFound,
+        RefusalCode::AlreadyExists,
+        RefusalCode::EtagMismatch,
         RefusalCode::IsDirectory,
         RefusalCode::NotDirectory,
         RefusalCode::SymlinkLoop,
@@ -165,6 +171,8 @@ impl RefusalCode {
             RefusalCode::SymlinkRefused => "symlink_refused",
             RefusalCode::Unsupported => "unsupported",
             RefusalCode::NotFound => "not_found",
+            RefusalCode::AlreadyExists => "already_exists",
+            RefusalCode::EtagMismatch => "etag_mismatch",
             RefusalCode::IsDirectory => "is_directory",
             RefusalCode::NotDirectory => "not_directory",
             RefusalCode::SymlinkLoop => "symlink_loop",

@@ -131,6 +131,20 @@ pub struct Client {
     rbuf: Vec<u8>,
 }
 
+/// Where a call's stdin comes from: a reader, and its descriptor when it can be polled.
+struct StdinSource<'a> {
+    read: &'a mut dyn Read,
+    fd: Option<std::os::fd::BorrowedFd<'a>>,
+}
+
+/// Tell `on_started` once, when the call's id is known.
+fn announce(p: &ExecProgress, announced: &mut bool, on_started: &mut dyn FnMut(&str, i32)) {
+    if !*announced && let Some((id, pid)) = &p.started {
+        *announced = true;
+        on_started(id, *pid);
+    }
+}
+
 /// Progress of one exec/attach as its events arrive.
 #[derive(Default)]
 struct ExecProgress {
@@ -320,6 +334,47 @@ impl Client {
         stdin: Option<&mut dyn Read>,
         on_output: &mut dyn FnMut(OutStream, &[u8]),
     ) -> Result<ExecResult> {
+        let src = stdin.map(|r| StdinSource { read: r, fd: None });
+        self.exec_with(req, src, &mut |_, _| {}, on_output)
+    }
+
+    /// [`Client::exec`] for interactive callers: stdin comes from a non-blocking descriptor
+    /// (e.g. a pipe another task writes to) that is polled with the connection, so output keeps
+    /// flowing while no input arrives; `on_started` gets the call's id and pid as soon as the
+    /// agent reports them (for signals and kills from another connection).
+    pub fn exec_interactive(
+        &mut self,
+        req: &ExecRequest,
+        stdin: Option<std::os::fd::OwnedFd>,
+        on_started: &mut dyn FnMut(&str, i32),
+        on_output: &mut dyn FnMut(OutStream, &[u8]),
+    ) -> Result<ExecResult> {
+        match stdin {
+            Some(fd) => {
+                nix::fcntl::fcntl(
+                    &fd,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                )
+                .map_err(io::Error::from)?;
+                let mut file = std::fs::File::from(fd);
+                let borrowed = file.try_clone()?;
+                let src = StdinSource {
+                    read: &mut file,
+                    fd: Some(borrowed.as_fd()),
+                };
+                self.exec_with(req, Some(src), on_started, on_output)
+            }
+            None => self.exec_with(req, None, on_started, on_output),
+        }
+    }
+
+    fn exec_with(
+        &mut self,
+        req: &ExecRequest,
+        stdin: Option<StdinSource<'_>>,
+        on_started: &mut dyn FnMut(&str, i32),
+        on_output: &mut dyn FnMut(OutStream, &[u8]),
+    ) -> Result<ExecResult> {
         let mut req = req.clone();
         req.lifetime = Lifetime::Connection;
         if stdin.is_some() {
@@ -327,29 +382,32 @@ impl Client {
         } else if req.stdin == StdinMode::Stream {
             req.stdin = StdinMode::Closed;
         }
-        let r = self.exec_inner(&req, stdin, on_output);
+        let r = self.exec_inner(&req, stdin, on_started, on_output);
         self.guard(r)
     }
 
     fn exec_inner(
         &mut self,
         req: &ExecRequest,
-        stdin: Option<&mut dyn Read>,
+        stdin: Option<StdinSource<'_>>,
+        on_started: &mut dyn FnMut(&str, i32),
         on_output: &mut dyn FnMut(OutStream, &[u8]),
     ) -> Result<ExecResult> {
         self.request(&Request::Exec(req.clone()))?;
         let mut p = ExecProgress::default();
+        let mut announced = false;
         // A detached start answers `Started` only; everything else ends with Exit or Error.
         match stdin {
             None => {
                 while !p.done() {
                     let m = self.recv()?;
                     p.on(m, on_output)?;
+                    announce(&p, &mut announced, on_started);
                 }
             }
             Some(src) => {
                 self.stream.set_nonblocking(true)?;
-                let r = self.pump_stdin(src, &mut p, on_output);
+                let r = self.pump_stdin(src, &mut p, &mut announced, on_started, on_output);
                 self.stream.set_nonblocking(false)?;
                 r?;
             }
@@ -358,20 +416,26 @@ impl Client {
     }
 
     /// Interleave sending stdin with receiving events on one thread (poll), until the call
-    /// ended and our `StdinEof` went out.
+    /// ended and our `StdinEof` went out. A source with a descriptor is read only when it is
+    /// readable; one without is read whenever nothing is queued.
     fn pump_stdin(
         &mut self,
-        src: &mut dyn Read,
+        src: StdinSource<'_>,
         p: &mut ExecProgress,
+        announced: &mut bool,
+        on_started: &mut dyn FnMut(&str, i32),
         on_output: &mut dyn FnMut(OutStream, &[u8]),
     ) -> Result<()> {
+        let StdinSource { read: src, fd } = src;
         let mut out: Vec<u8> = Vec::new();
         let mut eof_queued = false;
         let mut chunk = vec![0u8; CHUNK];
         let mut inbuf = vec![0u8; CHUNK];
+        let mut src_ready = fd.is_none();
         loop {
             while let Some(f) = self.decoder.next_frame()? {
                 p.on(AgentMessage::decode(f)?, on_output)?;
+                announce(p, announced, on_started);
             }
             if p.done() && !eof_queued {
                 // Finish the frame in flight, then end stdin; the rest of the source is unread.
@@ -381,37 +445,58 @@ impl Client {
             if p.done() && eof_queued && out.is_empty() {
                 return Ok(());
             }
-            if !eof_queued && out.is_empty() {
+            if !eof_queued && out.is_empty() && src_ready {
                 let n = loop {
                     match src.read(&mut chunk) {
-                        Ok(n) => break n,
+                        Ok(n) => break Some(n),
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && fd.is_some() => {
+                            break None;
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 };
-                if n == 0 {
-                    proto::write_frame(&mut out, FrameType::StdinEof, &[])?;
-                    eof_queued = true;
-                } else {
-                    proto::write_frame(&mut out, FrameType::Stdin, &chunk[..n])?;
+                match n {
+                    None => src_ready = false,
+                    Some(0) => {
+                        proto::write_frame(&mut out, FrameType::StdinEof, &[])?;
+                        eof_queued = true;
+                    }
+                    Some(n) => proto::write_frame(&mut out, FrameType::Stdin, &chunk[..n])?,
+                }
+                if fd.is_some() {
+                    src_ready = false;
                 }
             }
             let mut flags = PollFlags::POLLIN;
             if !out.is_empty() {
                 flags |= PollFlags::POLLOUT;
             }
-            let (readable, writable) = {
-                let mut fds = [PollFd::new(self.stream.as_fd(), flags)];
+            let watch_src = fd.filter(|_| !eof_queued && out.is_empty());
+            let (readable, writable, src_readable) = {
+                let mut fds = vec![PollFd::new(self.stream.as_fd(), flags)];
+                if let Some(f) = watch_src {
+                    fds.push(PollFd::new(f, PollFlags::POLLIN));
+                }
                 match poll(&mut fds, PollTimeout::NONE) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => return Err(io::Error::from(e).into()),
                 }
                 let r = fds[0].revents().unwrap_or(PollFlags::POLLIN);
+                let s = fds.get(1).is_some_and(|f| {
+                    f.revents().is_some_and(|r| {
+                        r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+                    })
+                });
                 (
                     r.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR),
                     r.contains(PollFlags::POLLOUT),
+                    s,
                 )
             };
+            if src_readable {
+                src_ready = true;
+            }
             if readable {
                 match self.stream.read(&mut inbuf) {
                     Ok(0) => {
