@@ -8,6 +8,7 @@ mod engine_cmds;
 pub mod errors;
 mod explain;
 mod ops;
+mod serve;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
 use crate::exit_codes;
@@ -66,6 +67,8 @@ pub enum Command {
     Prune(ops::PruneArgs),
     /// Check the engine, runtime, images and state dir, then a live hardened sandbox.
     Doctor(doctor::DoctorArgs),
+    /// Serve the HTTP/1.1 + JSON API on a Unix socket for a gateway (see api/openapi.yaml).
+    Serve(serve::ServeArgs),
 }
 
 fn exit_code_help() -> String {
@@ -163,6 +166,7 @@ pub fn run() -> ExitCode {
         Command::Recreate(a) => ops::recreate(&cli.global, a),
         Command::Prune(a) => ops::prune(&cli.global, a),
         Command::Doctor(a) => doctor::run(&cli.global, a),
+        Command::Serve(a) => serve::run(&cli.global, a),
     }
 }
 

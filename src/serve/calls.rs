@@ -560,6 +560,8 @@ pub async fn start(app: &Arc<App>, body: CallBody) -> Result<Arc<Call>, ApiError
         max_output = max_output.min(m as usize);
     }
     let call = new_call(id, &body, sandbox, lifetime, max_output);
+    // The call's own task writes its audit line: with the peer of this request.
+    let caller = crate::audit::CALLER.try_with(|c| *c).ok();
     if matches!(body.mode, Some(Mode::Start)) {
         call.st().attach_token = Some(uuid::Uuid::new_v4().simple().to_string());
     }
@@ -593,14 +595,25 @@ pub async fn start(app: &Arc<App>, body: CallBody) -> Result<Arc<Call>, ApiError
         Prepared::Other => {
             let app2 = app.clone();
             let call2 = call.clone();
-            let task = tokio::spawn(async move {
+            let task = tokio::spawn(in_caller_scope(caller, async move {
                 let _permits = permits;
                 run_other(app2, call2, req).await;
-            });
+            }));
             call.st().abort = Some(task.abort_handle());
         }
     }
     Ok(call)
+}
+
+/// Run `f` with the request's caller as the audit scope (spawned tasks do not inherit it).
+async fn in_caller_scope<F: std::future::Future<Output = ()>>(
+    caller: Option<crate::audit::Caller>,
+    f: F,
+) {
+    match caller {
+        Some(c) => crate::audit::CALLER.scope(c, f).await,
+        None => f.await,
+    }
 }
 
 /// Run a call in its agent; the task ends when the call did.

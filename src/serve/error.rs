@@ -25,6 +25,25 @@ pub const SERVICE_CODES: &[&str] = &[
     "internal",
 ];
 
+/// Codes of the supervisor, the engine, sessions and the config (see their `code()`s).
+pub const OTHER_CODES: &[&str] = &[
+    "audit_failed",
+    "config_drift",
+    "config_problems",
+    "container_not_found",
+    "engine_error",
+    "engine_unreachable",
+    "foreign_container",
+    "image_missing",
+    "invalid_session_key",
+    "name_conflict",
+    "not_sandboxed",
+    "plan_mismatch",
+    "remote_engine",
+    "setup_failed",
+    "config_error",
+];
+
 /// A failed request.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -89,7 +89,7 @@ impl EventLog {
     pub fn after(&self, after: u64) -> Batch {
         let g = self.lock();
         let first = g.items.front().map(|i| i.0).unwrap_or(g.next_seq);
-        let missed = first.saturating_sub(after + 1);
+        let missed = first.saturating_sub(after.saturating_add(1));
         let events: Vec<Value> = g
             .items
             .iter()

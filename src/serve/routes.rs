@@ -1094,3 +1094,208 @@ async fn audit(State(app): AppState, StrictQuery(q): StrictQuery<AuditQuery>) ->
         .collect();
     Json(json!({ "entries": entries }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::serve::Settings;
+    use std::collections::BTreeSet;
+    use tower::ServiceExt;
+
+    fn spec() -> Value {
+        serde_norway::from_str(OPENAPI_YAML).unwrap()
+    }
+
+    fn app(peers: Vec<crate::serve::peer::PeerRule>) -> Arc<App> {
+        let engine = Arc::new(crate::engine::fake::FakeEngine::with_images(&[]));
+        let sup = crate::supervisor::Supervisor::new(
+            engine,
+            crate::config::LoadedConfig::default(),
+            crate::config::Env::default(),
+        );
+        let settings = Settings {
+            peers,
+            allow_other_pid_namespaces: false,
+            max_calls: 4,
+            max_calls_per_sandbox: 2,
+            heartbeat: Duration::from_secs(15),
+            retention: Duration::from_secs(60),
+        };
+        App::new(Arc::new(sup), settings, Value::Null)
+    }
+
+    async fn call(app: &Arc<App>, method: &str, path: &str, peer: Peer) -> (StatusCode, Value) {
+        let uri = path.replace("{name}", "x").replace("{id}", "x");
+        let mut req = Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(uri)
+            .body(Body::from("{}"))
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        let r = router(app.clone()).oneshot(req).await.unwrap();
+        let status = r.status();
+        let b = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    fn peer(uid: u32, pid: Option<i32>) -> Peer {
+        Peer {
+            uid,
+            gid: uid,
+            pid,
+            unknown: false,
+        }
+    }
+
+    #[test]
+    fn the_spec_and_the_router_have_the_same_routes() {
+        let spec = spec();
+        let mut in_spec = BTreeSet::new();
+        for (path, ops) in spec["paths"].as_object().unwrap() {
+            for m in ops.as_object().unwrap().keys() {
+                if m != "parameters" {
+                    in_spec.insert((m.clone(), path.clone()));
+                }
+            }
+        }
+        let in_code: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(in_spec, in_code);
+    }
+
+    #[test]
+    fn every_error_code_of_the_spec_exists_and_every_refusal_is_in_the_spec() {
+        let spec = spec();
+        let in_spec: BTreeSet<String> = spec["components"]["schemas"]["ErrorCode"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let mut in_code: BTreeSet<String> = crate::validate::RefusalCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_string())
+            .collect();
+        in_code.extend(
+            super::super::error::SERVICE_CODES
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let mut all = in_code.clone();
+        all.extend(
+            super::super::error::OTHER_CODES
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let unknown: Vec<_> = in_spec.difference(&all).collect();
+        assert!(
+            unknown.is_empty(),
+            "in the spec, not in the code: {unknown:?}"
+        );
+        let missing: Vec<_> = in_code.difference(&in_spec).collect();
+        assert!(
+            missing.is_empty(),
+            "in the code, not in the spec: {missing:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_route_is_routed_and_role_checked() {
+        // A peer with no role: every real route answers 403 forbidden (never 404/405).
+        let a = app(vec![]);
+        for (m, p) in ROUTES {
+            let (status, body) = call(&a, m, p, peer(4242, Some(7))).await;
+            if *m == "head" {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{m} {p}");
+                continue;
+            }
+            assert_eq!(status, StatusCode::FORBIDDEN, "{m} {p}: {body}");
+            assert_eq!(body["error"]["code"], "forbidden", "{m} {p}");
+            assert!(body["error"]["requestId"].is_string());
+        }
+        let (status, body) = call(&a, "get", "/v1/nope", peer(4242, Some(7))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["code"], "not_found");
+    }
+
+    #[tokio::test]
+    async fn roles_decide_and_other_pid_namespaces_are_refused() {
+        use crate::serve::peer::{PeerRule, Role};
+        let a = app(vec![
+            PeerRule {
+                uid: 10,
+                gid: None,
+                roles: vec![Role::Reader],
+            },
+            PeerRule {
+                uid: 11,
+                gid: None,
+                roles: vec![Role::Operator],
+            },
+        ]);
+        // A reader may GET but not start calls or remove sandboxes.
+        assert_eq!(
+            call(&a, "get", "/v1/version", peer(10, Some(1))).await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&a, "post", "/v1/calls", peer(10, Some(1))).await.0,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            call(&a, "delete", "/v1/sandboxes/{name}", peer(10, Some(1)))
+                .await
+                .0,
+            StatusCode::FORBIDDEN
+        );
+        // An operator may not run calls either.
+        assert_eq!(
+            call(&a, "post", "/v1/calls", peer(11, Some(1))).await.0,
+            StatusCode::FORBIDDEN
+        );
+        // Another pid namespace (pid unknown) is refused whatever its uid.
+        let (s, b) = call(&a, "get", "/v1/version", peer(10, None)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert_eq!(b["error"]["code"], "peer_refused");
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_are_named() {
+        use crate::serve::peer::{PeerRule, Role};
+        let a = app(vec![PeerRule {
+            uid: 1,
+            gid: None,
+            roles: Role::ALL.to_vec(),
+        }]);
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/v1/calls")
+            .body(Body::from(
+                r#"{"session":{"key":"s"},"command":"true","timeoutMS":5}"#,
+            ))
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer(1, Some(1))));
+        let r = router(a.clone()).oneshot(req).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let b: Value =
+            serde_json::from_slice(&axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap())
+                .unwrap();
+        assert_eq!(b["error"]["code"], "unknown_field");
+        assert_eq!(b["error"]["details"]["field"], "timeoutMS");
+        // Nested too, with its path.
+        let mut req = Request::builder()
+            .method("POST")
+            .uri("/v1/sessions/resolve")
+            .body(Body::from(r#"{"session":{"key":"s","agent":"x"}}"#))
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer(1, Some(1))));
+        let r = router(a).oneshot(req).await.unwrap();
+        let b: Value =
+            serde_json::from_slice(&axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap())
+                .unwrap();
+        assert_eq!(b["error"]["code"], "unknown_field");
+        assert_eq!(b["error"]["details"]["field"], "session.agent");
+    }
+}
