@@ -314,7 +314,7 @@ impl Call {
             st.err = None;
         }
         self.log.close_with(exit_event);
-        let _ = self.done.send(true);
+        self.done.send_replace(true);
     }
 }
 
@@ -418,7 +418,9 @@ fn new_call(
         lifetime,
         created_ms: now_ms(),
         labels: body.labels.clone(),
-        log: EventLog::new(LOG_CAP_BYTES),
+        // Everything the agent sends (head and tail, each ≤ max_output, encoded) fits: a slow
+        // stream reader loses nothing, and memory stays bounded per call.
+        log: EventLog::new(LOG_CAP_BYTES.max(max_output.saturating_mul(8) + (64 << 10))),
         st: Mutex::new(State {
             out: Some(HeadTail::new(max_output)),
             err: Some(HeadTail::new(max_output)),
@@ -582,13 +584,9 @@ pub async fn start(app: &Arc<App>, body: CallBody) -> Result<Arc<Call>, ApiError
                 None
             };
             call.st().target = Some(ac.target.clone());
-            let task = tokio::spawn(run_agent(
-                app.clone(),
-                call.clone(),
-                *ac,
-                stdin_fd,
-                command,
-                permits,
+            let task = tokio::spawn(in_caller_scope(
+                caller,
+                run_agent(app.clone(), call.clone(), *ac, stdin_fd, command, permits),
             ));
             call.st().abort = Some(task.abort_handle());
         }

@@ -3,6 +3,10 @@
 //! (service.md). Identity is `SO_PEERCRED`, read once per connection; roles come from
 //! `serve.peers`; every audit line carries the peer.
 
+// Handlers return the error envelope by value: it is built once per failed request, and boxing
+// it would only move the allocation.
+#![allow(clippy::result_large_err)]
+
 pub mod calls;
 pub mod error;
 pub mod log;
@@ -116,13 +120,16 @@ pub struct StoredResponse {
     pub body: Vec<u8>,
 }
 
+/// One key's stored response; held locked while its first request runs.
+pub type IdempotencySlot = Arc<tokio::sync::Mutex<Option<StoredResponse>>>;
+
 /// The service's state, shared by every request.
 pub struct App {
     pub sup: Arc<Supervisor>,
     pub settings: Settings,
     pub calls: calls::Registry,
     pub events: log::EventLog,
-    pub idempotency: Mutex<HashMap<(u32, String), Arc<tokio::sync::Mutex<Option<StoredResponse>>>>>,
+    pub idempotency: Mutex<HashMap<(u32, String), IdempotencySlot>>,
     pub engine: serde_json::Value,
     pub shutting_down: std::sync::atomic::AtomicBool,
 }

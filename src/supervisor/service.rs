@@ -258,16 +258,26 @@ impl Supervisor {
             if !info.running {
                 continue;
             }
-            // The scope key names a session of that scope (a session key, `agent:<id>`, or
-            // `shared`); the plan must name this very container.
-            let Ok((_, plan)) = self.plan(Some(&info.scope_key), Some(&info.agent_id)) else {
+            // A session of that scope: the scope key itself (session scope), else any
+            // non-main session of the agent (agent and shared scopes share one container).
+            let plan = [info.scope_key.as_str(), "clawden-rediscover"]
+                .iter()
+                .filter_map(|k| self.plan(Some(k), Some(&info.agent_id)).ok())
+                .map(|(_, p)| p)
+                .find(|p| p.sandboxed && p.container.name == info.name);
+            let Some(plan) = plan else {
+                tracing::debug!(
+                    "rediscover {}: not a sandbox of this configuration",
+                    info.name
+                );
                 continue;
             };
-            if !plan.sandboxed || plan.container.name != info.name {
-                continue;
-            }
-            let Ok(ensured) = self.ensure_plan(&plan).await else {
-                continue;
+            let ensured = match self.ensure_plan(&plan).await {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::debug!("rediscover {}: {e}", info.name);
+                    continue;
+                }
             };
             if let Some(t) = self.agent_target(&plan, &ensured) {
                 out.push((info.name.clone(), t));
