@@ -24,5 +24,6 @@ pub mod explain;
 pub mod fileio;
 pub mod images;
 pub mod mounts;
+pub mod policy;
 pub mod supervisor;
 pub mod validate;

@@ -14,6 +14,10 @@ pub struct FileConfig {
     pub agents: Option<AgentsSection>,
     pub session: Option<SessionSection>,
     pub tools: Option<ToolsSection>,
+    /// clawden extension: who may run what (`crate::policy`).
+    pub policy: Option<crate::policy::PolicySection>,
+    /// clawden extension: principals and their trust levels.
+    pub users: Option<crate::policy::UsersSection>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
