@@ -689,7 +689,15 @@ mod tests {
         assert_eq!(stage("curl"), [(0, 0)]);
         assert!(stage("bash").contains(&(0, 2)), "{:?}", stage("bash"));
         let b = analyze_shell("bash <(curl x)", None);
-        assert_eq!(b.pipelines.len(), 2);
-        assert!(b.invocations.iter().all(|i| i.stages.len() == 1));
+        let (curl, bash) = (&b.invocations[0], &b.invocations[1]);
+        assert_eq!(
+            (curl.program.as_str(), bash.program.as_str()),
+            ("curl", "bash")
+        );
+        assert!(
+            bash.stages
+                .iter()
+                .any(|&(p, i)| i == 1 && curl.stages.contains(&(p, 0)))
+        );
     }
 }
