@@ -8,6 +8,7 @@ mod engine_cmds;
 pub mod errors;
 mod explain;
 mod ops;
+mod policy;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
 use crate::exit_codes;
@@ -66,6 +67,9 @@ pub enum Command {
     Prune(ops::PruneArgs),
     /// Check the engine, runtime, images and state dir, then a live hardened sandbox.
     Doctor(doctor::DoctorArgs),
+    /// Ask the policy whether a command, tool or path would be allowed (never runs anything).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn exit_code_help() -> String {
@@ -158,6 +162,7 @@ pub fn run() -> ExitCode {
         Command::Recreate(a) => ops::recreate(&cli.global, a),
         Command::Prune(a) => ops::prune(&cli.global, a),
         Command::Doctor(a) => doctor::run(&cli.global, a),
+        Command::Policy(c) => policy::run(&cli.global, c),
     }
 }
 

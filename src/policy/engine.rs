@@ -156,6 +156,12 @@ fn tool_rules(tool: &str, policy: &EffectivePolicy, ctx: &SessionContext, m: &mu
                 );
             }
         }
+        // A tool listed under requireApproval is listed: it runs once a human says so.
+        let needs_approval = t
+            .value
+            .require_approval
+            .as_ref()
+            .is_some_and(|l| list_index(l, tool).is_some());
         if let Some(allow) = &t.value.allow {
             match list_index(allow, tool) {
                 Some(i) => m.add(
@@ -164,6 +170,7 @@ fn tool_rules(tool: &str, policy: &EffectivePolicy, ctx: &SessionContext, m: &mu
                     Decision::Allow,
                     format!("tool {tool} is allowed"),
                 ),
+                None if needs_approval => {}
                 None => m.add(
                     "policy.tools.allow",
                     src,

@@ -69,6 +69,35 @@ pub struct SessionContext {
     pub home: Option<PathBuf>,
 }
 
+impl SessionContext {
+    /// The context of a planned session: sandboxed or not, and its roots — the agent
+    /// workspace for direct sessions, the host sources of its workspace and bind mounts for
+    /// sandboxed ones. `home` is what `~` means (the caller's, not the process's, choice).
+    pub fn from_plan(plan: &crate::decide::SandboxPlan, home: Option<PathBuf>) -> Self {
+        use crate::decide::MountSource;
+        let roots = if plan.sandboxed {
+            plan.container
+                .mounts
+                .iter()
+                .filter(|m| {
+                    matches!(
+                        m.source,
+                        MountSource::Workspace | MountSource::Agent | MountSource::Bind
+                    )
+                })
+                .map(|m| m.host.clone())
+                .collect()
+        } else {
+            vec![plan.agent_workspace.clone()]
+        };
+        SessionContext {
+            sandboxed: plan.sandboxed,
+            roots,
+            home,
+        }
+    }
+}
+
 /// The outcome: allow, deny, or ask a human. Ordered by strictness.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
