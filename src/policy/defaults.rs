@@ -59,32 +59,32 @@ fn destructive_one(inv: &Invocation, home: Option<&str>) -> Option<DefaultHit> {
     let n = normalize(p, &inv.args);
     let words = || n.positionals.iter().flatten();
     let hit = |id, detail: String| Some(DefaultHit { id, detail });
-    if p == "rm" && (n.flags.contains("-r") || n.flags.contains("--no-preserve-root")) {
-        if let Some(t) = words().find(|t| is_root_or_home(t, home)) {
-            return hit("recursiveRemoveRootOrHome", format!("rm -r of {t}"));
-        }
+    if p == "rm"
+        && (n.flags.contains("-r") || n.flags.contains("--no-preserve-root"))
+        && let Some(t) = words().find(|t| is_root_or_home(t, home))
+    {
+        return hit("recursiveRemoveRootOrHome", format!("rm -r of {t}"));
     }
     if p.starts_with("mkfs") || p == "mke2fs" || p == "wipefs" {
         return hit("mkfs", format!("{p} formats a filesystem"));
     }
-    if p == "dd" {
-        if let Some(t) = words()
+    if p == "dd"
+        && let Some(t) = words()
             .find_map(|w| w.strip_prefix("of="))
             .filter(|t| is_block_device(t))
-        {
-            return hit(
-                "blockDeviceWrite",
-                format!("dd writes to the block device {t}"),
-            );
-        }
+    {
+        return hit(
+            "blockDeviceWrite",
+            format!("dd writes to the block device {t}"),
+        );
     }
-    if matches!(p, "tee" | "cp" | "shred" | "cat" | "mv" | "truncate") {
-        if let Some(t) = words().find(|t| is_block_device(t)) {
-            return hit(
-                "blockDeviceWrite",
-                format!("{p} writes to the block device {t}"),
-            );
-        }
+    if matches!(p, "tee" | "cp" | "shred" | "cat" | "mv" | "truncate")
+        && let Some(t) = words().find(|t| is_block_device(t))
+    {
+        return hit(
+            "blockDeviceWrite",
+            format!("{p} writes to the block device {t}"),
+        );
     }
     if POWER.contains(&p) {
         return hit("shutdown", format!("{p} stops the machine"));

@@ -121,15 +121,15 @@ fn principal_rules(who: &ResolvedPrincipal, tool: &str, source: &str, m: &mut Ma
         };
         m.add(rule, source, Decision::Deny, format!("{why} ({tool})"));
     }
-    if let Some(list) = &who.tools {
-        if list_index(list, tool).is_none() {
-            m.add(
-                format!("{}.tools", who.rule),
-                source,
-                Decision::Deny,
-                format!("{tool} is not in this user's tools"),
-            );
-        }
+    if let Some(list) = &who.tools
+        && list_index(list, tool).is_none()
+    {
+        m.add(
+            format!("{}.tools", who.rule),
+            source,
+            Decision::Deny,
+            format!("{tool} is not in this user's tools"),
+        );
     }
 }
 

@@ -122,15 +122,15 @@ fn table() {
         if e.decision != r.decision {
             wrong.push(format!("decision {:?}, want {:?}", e.decision, r.decision));
         }
-        if let Some(rule) = &r.rule {
-            if !e.matched.iter().any(|m| m.rule.contains(rule.as_str())) {
-                wrong.push(format!("no rule containing {rule:?}"));
-            }
+        if let Some(rule) = &r.rule
+            && !e.matched.iter().any(|m| m.rule.contains(rule.as_str()))
+        {
+            wrong.push(format!("no rule containing {rule:?}"));
         }
-        if let Some(code) = &r.flag {
-            if !e.flags.iter().any(|f| f.code == code) {
-                wrong.push(format!("no flag {code}"));
-            }
+        if let Some(code) = &r.flag
+            && !e.flags.iter().any(|f| f.code == code)
+        {
+            wrong.push(format!("no flag {code}"));
         }
         if r.no_flags && !e.flags.is_empty() {
             wrong.push("flags where none were expected".into());
