@@ -22,7 +22,8 @@ pub const USAGE: u8 = 2;
 pub const CONFIG_ERROR: u8 = 3;
 /// The configuration parses but the plan has problems (a refused bind, `network: host`, …).
 pub const CONFIG_PROBLEMS: u8 = 4;
-/// A tool call or request was refused by the validator (the refusal says which rule).
+/// A tool call or request was refused by the validator or the policy (the refusal says which
+/// rule); `policy check`: the decision is deny.
 pub const REFUSED: u8 = 5;
 /// The Docker engine is unreachable, not local (`remote_engine`) or failed; or an image is
 /// missing.
@@ -31,6 +32,8 @@ pub const ENGINE: u8 = 6;
 pub const DOCTOR_FAILED: u8 = 7;
 /// The operator declined a confirmation prompt.
 pub const DECLINED: u8 = 8;
+/// The policy asks a human first (`policy check`: the decision is ask). Nothing ran.
+pub const APPROVAL_REQUIRED: u8 = 9;
 /// `clawden exec`: the command was started but clawden lost it (the container died during the
 /// call, no exit status). The command's own codes pass through otherwise.
 pub const EXEC_CLAWDEN_ERROR: u8 = 125;
@@ -46,12 +49,13 @@ pub enum ErrorClass {
     Engine,
     DoctorFailed,
     Declined,
+    ApprovalRequired,
     ExecLost,
 }
 
 impl ErrorClass {
     /// Every class, for tests and docs.
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 10] = [
         ErrorClass::Failure,
         ErrorClass::Usage,
         ErrorClass::Config,
@@ -60,6 +64,7 @@ impl ErrorClass {
         ErrorClass::Engine,
         ErrorClass::DoctorFailed,
         ErrorClass::Declined,
+        ErrorClass::ApprovalRequired,
         ErrorClass::ExecLost,
     ];
 
@@ -74,6 +79,7 @@ impl ErrorClass {
             ErrorClass::Engine => ENGINE,
             ErrorClass::DoctorFailed => DOCTOR_FAILED,
             ErrorClass::Declined => DECLINED,
+            ErrorClass::ApprovalRequired => APPROVAL_REQUIRED,
             ErrorClass::ExecLost => EXEC_CLAWDEN_ERROR,
         }
     }
@@ -92,13 +98,20 @@ pub const TABLE: &[(u8, &str)] = &[
         CONFIG_PROBLEMS,
         "configuration parses but its plan has problems (refused bind, network host, ...)",
     ),
-    (REFUSED, "a request was refused by the validator"),
+    (
+        REFUSED,
+        "a request was refused by the validator or the policy (policy check: deny)",
+    ),
     (
         ENGINE,
         "Docker engine unreachable, not local (remote_engine) or failed, or image missing",
     ),
     (DOCTOR_FAILED, "doctor: a check failed"),
     (DECLINED, "a confirmation prompt was declined"),
+    (
+        APPROVAL_REQUIRED,
+        "the policy requires a human's approval first (policy check: ask); nothing ran",
+    ),
     (
         EXEC_CLAWDEN_ERROR,
         "exec: the command started but clawden lost it (container died); otherwise exec exits with the command's own status",
@@ -129,6 +142,6 @@ mod tests {
     fn the_table_is_fixed() {
         // Scripts depend on these numbers: changing one is a breaking change.
         let codes: Vec<u8> = TABLE.iter().map(|(c, _)| *c).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 125]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 125]);
     }
 }

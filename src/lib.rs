@@ -7,6 +7,7 @@
 //! - [`doctor`]: host and engine checks plus a live self-check of a throwaway sandbox.
 //! - [`explain`]: the decision made visible, as data (JSON) and as human text.
 //! - [`mounts`]: staged mounts (the new mount API as root), the post-start inode check.
+//! - [`policy`]: the pure policy engine — who may run what, and what needs a human.
 //! - [`exit_codes`]: every exit code the binary uses, in one place.
 //! - [`display`]: escaping of sandbox-controlled values in human output.
 //! - [`cli`]: the command line.
@@ -24,6 +25,7 @@ pub mod explain;
 pub mod fileio;
 pub mod images;
 pub mod mounts;
+pub mod policy;
 pub mod serve;
 pub mod supervisor;
 pub mod validate;

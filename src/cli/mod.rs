@@ -8,6 +8,7 @@ mod engine_cmds;
 pub mod errors;
 mod explain;
 mod ops;
+mod policy;
 mod serve;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
@@ -69,6 +70,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Serve the HTTP/1.1 + JSON API on a Unix socket for a gateway (see api/openapi.yaml).
     Serve(serve::ServeArgs),
+    /// Ask the policy whether a command, tool or path would be allowed (never runs anything).
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn exit_code_help() -> String {
@@ -167,6 +171,7 @@ pub fn run() -> ExitCode {
         Command::Prune(a) => ops::prune(&cli.global, a),
         Command::Doctor(a) => doctor::run(&cli.global, a),
         Command::Serve(a) => serve::run(&cli.global, a),
+        Command::Policy(c) => policy::run(&cli.global, c),
     }
 }
 

@@ -182,6 +182,53 @@ fn humanize_serde_message(m: &str) -> String {
     m.to_string()
 }
 
+/// Parse a YAML `--policy` file (the `policy`/`users` shape of clawden's config, at the top
+/// level), with errors naming the full key path like the JSON5 config.
+///
+/// YAML comes from `serde_norway`: `serde_yaml` is archived and `serde_yml` is deprecated (a shim
+/// over another library), while `serde_norway` is a maintained fork of `serde_yaml` with the
+/// same API and libyaml-based parser.
+pub fn parse_policy_yaml(
+    text: &str,
+    origin: &str,
+) -> Result<crate::policy::PolicyFile, ConfigError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, crate::policy::PolicyFile>(de).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.inner().to_string();
+        if key == "." && !message.starts_with("unknown field") {
+            return ConfigError::Syntax {
+                origin: origin.to_string(),
+                message,
+            };
+        }
+        ConfigError::Invalid {
+            origin: origin.to_string(),
+            key,
+            message: humanize_serde_message(&message),
+        }
+    })
+}
+
+/// Read and parse a `--policy` file into a layer; push it last on [`LoadedConfig::layers`] so
+/// it sits above the config file and profile.
+pub fn load_policy_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let origin = path.display().to_string();
+    let file = parse_policy_yaml(&text, &origin)?;
+    Ok(ConfigLayer {
+        origin,
+        file: FileConfig {
+            policy: file.policy,
+            users: file.users,
+            ..Default::default()
+        },
+    })
+}
+
 fn load_profile(name: &str) -> Result<ConfigLayer, ConfigError> {
     if let Some((_, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name) {
         let origin = format!("profile {name}");

@@ -16,6 +16,10 @@ pub struct FileConfig {
     pub tools: Option<ToolsSection>,
     /// `clawden serve` (clawden's own section; strict).
     pub serve: Option<ServeSection>,
+    /// clawden extension: who may run what (`crate::policy`).
+    pub policy: Option<crate::policy::PolicySection>,
+    /// clawden extension: principals and their trust levels.
+    pub users: Option<crate::policy::UsersSection>,
 }
 
 /// `serve`: who may call the service and how much it carries at once.
