@@ -2,7 +2,7 @@
 //!
 //! Enforcement is one call:
 //!
-//! ```ignore
+//! ```text
 //! let policy = EffectivePolicy::from_config(&loaded, &effective_sandbox);
 //! let eval = policy::evaluate(&request, &principal, &session_ctx, &policy);
 //! match eval.decision { Decision::Allow => run(), Decision::Ask => pend(eval), Decision::Deny => refuse(eval) }
