@@ -499,3 +499,65 @@ fn killing_a_waiting_client_or_the_service_ends_connection_calls() {
     assert_eq!(info["result"]["exitCode"], 0, "{info}");
     assert_eq!(info["result"]["stdout"], "survived\n", "{info}");
 }
+
+#[test]
+fn a_client_in_a_container_and_an_open_socket_directory_are_refused() {
+    let sw = sweep("srvns");
+    let world = World::new();
+    let server = Server::start(&world, &sw.prefix, "");
+    // A container handed the service's socket (same uid 0, another pid namespace): refused
+    // before any route runs, and nothing was started for it.
+    let bin = world.path("http");
+    let cc = Command::new("gcc")
+        .args(["-static", "-O2", "-o", bin.to_str().unwrap()])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/http.c"))
+        .output()
+        .expect("gcc");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let run = |request: &str| {
+        let o = Command::new("docker")
+            .args(["run", "--rm", "--network", "none", "--user", "0"])
+            .args(["--name", &format!("{}client", sw.prefix)])
+            .arg("-v")
+            .arg(format!("{}:/s", world.path("run").display()))
+            .arg("-v")
+            .arg(format!("{}:/h:ro", bin.display()))
+            .args(["clawden-sandbox:minimal", "/h", "/s/clawden.sock", request])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let out = run("GET /v1/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    assert!(out.contains("peer_refused"), "{out}");
+    let body = r#"{"session":{"key":"s1"},"command":"touch /workspace/pwned"}"#;
+    let out = run(&format!(
+        "POST /v1/calls HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(out.contains("peer_refused"), "{out}");
+    let (_, calls) = server.json(&["http://x/v1/calls"]);
+    assert_eq!(calls["calls"].as_array().unwrap().len(), 0, "{calls}");
+    assert!(containers_with_prefix(&format!("{}agent", sw.prefix)).is_empty());
+
+    // A socket directory others may write is refused at start, with the fix.
+    let open = world.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_clawden"))
+        .arg("--config")
+        .arg(&server.config)
+        .args(["serve", "--socket"])
+        .arg(open.join("c.sock"))
+        .env("CLAWDEN_HOME", &server.state)
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("writable by group or others"), "{err}");
+    assert!(!open.join("c.sock").exists());
+}

@@ -345,6 +345,19 @@ pub async fn exec(
         let _ = if is_err { err.push(&b) } else { out.push(&b) };
     }
     let r = result?;
+    Ok(outcome_of(out, err, &r, started, container_name))
+}
+
+/// The outcome of a call the agent reported on: status from its `waitpid` (`128+N` for a
+/// signal death; none after a timeout, reported as SIGKILL), byte counts from the agent (the
+/// host saw only head and tail).
+pub fn outcome_of(
+    out: HeadTail,
+    err: HeadTail,
+    r: &clawden_agent::client::ExecResult,
+    started: Instant,
+    container_name: &str,
+) -> ExecOutcome {
     let x = &r.exit;
     let (exit_code, signal) = if x.timed_out {
         (None, Some(9))
@@ -368,10 +381,9 @@ pub async fn exec(
             via: Via::Agent,
         },
     );
-    // The agent counted every byte; the host saw head and tail.
     o.stdout_bytes = x.stdout.total;
     o.stderr_bytes = x.stderr.total;
     o.stdout_truncated = x.stdout.truncated || r.stdout_skipped > 0 || o.stdout_truncated;
     o.stderr_truncated = x.stderr.truncated || r.stderr_skipped > 0 || o.stderr_truncated;
-    Ok(o)
+    o
 }

@@ -281,6 +281,17 @@ impl Call {
         (start, bytes, w.total)
     }
 
+    /// The captured head and tail of both streams (taken once, at the end), and whether the
+    /// call was killed on request.
+    fn take_capture(&self) -> (HeadTail, HeadTail, bool) {
+        let mut st = self.st();
+        (
+            st.out.take().unwrap_or_else(|| HeadTail::new(0)),
+            st.err.take().unwrap_or_else(|| HeadTail::new(0)),
+            st.killed,
+        )
+    }
+
     /// Wait until the call ended, at most `d`.
     pub async fn wait(&self, d: Duration) -> bool {
         let mut rx = self.done.subscribe();
@@ -652,85 +663,63 @@ async fn run_agent(
     });
     let backstop = ac.limits.timeout + crate::exec::reaper::GRACE + BACKSTOP_SLACK;
     let r = tokio::time::timeout(backstop, run).await;
-    let (out, err, killed) = {
-        let mut st = call.st();
-        (
-            st.out.take().unwrap_or_else(|| HeadTail::new(0)),
-            st.err.take().unwrap_or_else(|| HeadTail::new(0)),
-            st.killed,
+    let (out, err, killed) = call.take_capture();
+    let container = ac.ensured.container_name.as_str();
+    // Without an agent report: what the host captured, and how the call was lost.
+    let unreported = |out, err, timed_out: bool, died: bool| {
+        ExecOutcome::from_capture(
+            out,
+            err,
+            if timed_out {
+                (None, Some(9))
+            } else {
+                (None, None)
+            },
+            started,
+            crate::exec::CallEnd {
+                timed_out,
+                container_died: died,
+                container_name: Some(container.to_string()),
+                via: Via::Agent,
+                ..Default::default()
+            },
         )
     };
-    let (outcome, reason) = {
-        let mut o = ExecOutcome {
-            exit_code: None,
-            signal: None,
-            stdout_truncated: out.truncated(),
-            stderr_truncated: err.truncated(),
-            stdout_bytes: out.total(),
-            stderr_bytes: err.total(),
-            stdout: out.into_bytes(),
-            stderr: err.into_bytes(),
-            duration_ms: started.elapsed().as_millis() as u64,
-            timed_out: false,
-            oom_killed: false,
-            container_died: false,
-            container_name: Some(ac.ensured.container_name.clone()),
-            via: Via::Agent,
-        };
-        let reason = match r {
-            Ok(Ok(x)) => {
-                let e = &x.exit;
-                o.exit_code = match (e.exit_code, e.signal) {
-                    (_, Some(s)) => Some(128 + s),
-                    (c, None) => c,
-                };
-                o.signal = e.signal;
-                o.timed_out = e.timed_out;
-                o.oom_killed = e.oom_killed;
-                o.stdout_bytes = e.stdout.total;
-                o.stderr_bytes = e.stderr.total;
-                o.stdout_truncated |= e.stdout.truncated || x.stdout_skipped > 0;
-                o.stderr_truncated |= e.stderr.truncated || x.stderr_skipped > 0;
-                if e.timed_out {
-                    o.exit_code = None;
-                    o.signal = Some(9);
-                }
-                reason_str(e.reason).to_string()
-            }
-            Ok(Err(crate::exec::agent::AgentCallError::Refused(r))) => {
-                let err = ApiError::from_class(&r);
-                call.finish(
-                    json!({"callId": call.id, "endReason": "start_failed", "error": err}),
-                    json!({"type": "error", "error": err}),
-                );
-                app.events
-                    .push(json!({"type": "call.exited", "callId": call.id}));
-                return;
-            }
-            Ok(Err(_)) if killed => "killed".to_string(),
-            Ok(Err(_)) => {
-                // The connection broke: the agent (the container's main process) is gone, or
-                // this is a detached call whose attach ended with the service.
-                app.sup.sandbox_lost(&ac.ensured).await;
-                o.container_died = true;
-                "container_died".to_string()
-            }
-            Err(_) => {
-                tracing::warn!(
-                    "sandbox {}: its agent did not end call {} in time; the sandbox is removed",
-                    ac.ensured.container_name,
-                    call.id
-                );
-                let _ = app
-                    .sup
-                    .remove_sandbox(&ac.ensured.container_id, &ac.ensured.container_name)
-                    .await;
-                o.timed_out = true;
-                o.signal = Some(9);
-                "timeout".to_string()
-            }
-        };
-        (o, reason)
+    let (outcome, reason) = match r {
+        Ok(Ok(x)) => (
+            crate::exec::agent::outcome_of(out, err, &x, started, container),
+            reason_str(x.exit.reason).to_string(),
+        ),
+        Ok(Err(crate::exec::agent::AgentCallError::Refused(r))) => {
+            let err = ApiError::from_class(&r);
+            call.finish(
+                json!({"callId": call.id, "endReason": "start_failed", "error": err}),
+                json!({"type": "error", "error": err}),
+            );
+            app.events
+                .push(json!({"type": "call.exited", "callId": call.id}));
+            return;
+        }
+        Ok(Err(_)) if killed => (unreported(out, err, false, false), "killed".to_string()),
+        Ok(Err(_)) => {
+            // The connection broke: the agent (the container's main process) is gone.
+            app.sup.sandbox_lost(&ac.ensured).await;
+            (
+                unreported(out, err, false, true),
+                "container_died".to_string(),
+            )
+        }
+        Err(_) => {
+            tracing::warn!(
+                "sandbox {container}: its agent did not end call {} in time; the sandbox is removed",
+                call.id
+            );
+            let _ = app
+                .sup
+                .remove_sandbox(&ac.ensured.container_id, &ac.ensured.container_name)
+                .await;
+            (unreported(out, err, true, false), "timeout".to_string())
+        }
     };
     app.sup.audit_finished(
         &ac.plan,
@@ -865,36 +854,26 @@ pub async fn rediscover(app: &Arc<App>) -> usize {
                         c.attach(&agent_id, &mut |s, b| c2.on_output(s, b))
                     })
                     .await;
-                let (reason, code, signal) = match &r {
+                let (out, err, _) = call.take_capture();
+                let (o, reason) = match &r {
                     Ok(x) => (
+                        crate::exec::agent::outcome_of(out, err, x, started, &call.sandbox),
                         reason_str(x.exit.reason).to_string(),
-                        x.exit.exit_code,
-                        x.exit.signal,
                     ),
-                    Err(_) => ("lost".to_string(), None, None),
-                };
-                let (out, err) = {
-                    let mut st = call.st();
-                    (
-                        st.out.take().unwrap_or_else(|| HeadTail::new(0)),
-                        st.err.take().unwrap_or_else(|| HeadTail::new(0)),
-                    )
-                };
-                let o = ExecOutcome {
-                    exit_code: code,
-                    signal,
-                    stdout_truncated: out.truncated(),
-                    stderr_truncated: err.truncated(),
-                    stdout_bytes: out.total(),
-                    stderr_bytes: err.total(),
-                    stdout: out.into_bytes(),
-                    stderr: err.into_bytes(),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    timed_out: reason == "timeout",
-                    oom_killed: reason == "oom",
-                    container_died: false,
-                    container_name: Some(call.sandbox.clone()),
-                    via: Via::Agent,
+                    Err(_) => (
+                        ExecOutcome::from_capture(
+                            out,
+                            err,
+                            (None, None),
+                            started,
+                            crate::exec::CallEnd {
+                                container_name: Some(call.sandbox.clone()),
+                                via: Via::Agent,
+                                ..Default::default()
+                            },
+                        ),
+                        "lost".to_string(),
+                    ),
                 };
                 call.finish(result_json(&call.id, &o, &reason), exit_event(&o, &reason));
             });

@@ -166,7 +166,7 @@ impl App {
 
     /// The roles of a peer, or the refusal of a peer that has none here.
     pub fn check_peer(&self, peer: &Peer) -> Result<Vec<Role>, ApiError> {
-        if peer.pid.is_none() && !self.settings.allow_other_pid_namespaces {
+        if peer.other_pid_namespace && !self.settings.allow_other_pid_namespaces {
             return Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
                 "peer_refused",

@@ -11,8 +11,12 @@ use tokio::net::UnixListener;
 pub struct Peer {
     pub uid: u32,
     pub gid: u32,
-    /// `None` (or 0) when the peer lives in another pid namespace (e.g. a container).
+    /// As this process sees it (`None` when the kernel could not map it here).
     pub pid: Option<i32>,
+    /// The peer runs in another pid namespace (e.g. a container handed the socket). A container
+    /// peer's pid is still visible from the host's namespace, so the kernel's pid alone does
+    /// not tell: its `/proc/<pid>/ns/pid` is compared with ours. Unknown counts as other.
+    pub other_pid_namespace: bool,
     /// The credentials could not be read: the peer gets no role at all.
     #[serde(skip)]
     pub unknown: bool,
@@ -21,19 +25,34 @@ pub struct Peer {
 impl Connected<IncomingStream<'_, UnixListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
         match stream.io().peer_cred() {
-            Ok(c) => Peer {
-                uid: c.uid(),
-                gid: c.gid(),
-                pid: c.pid().filter(|p| *p > 0),
-                unknown: false,
-            },
+            Ok(c) => {
+                let pid = c.pid().filter(|p| *p > 0);
+                Peer {
+                    uid: c.uid(),
+                    gid: c.gid(),
+                    pid,
+                    other_pid_namespace: pid.is_none_or(|p| !same_pid_namespace(p)),
+                    unknown: false,
+                }
+            }
             Err(_) => Peer {
                 uid: u32::MAX,
                 gid: u32::MAX,
                 pid: None,
+                other_pid_namespace: true,
                 unknown: true,
             },
         }
+    }
+}
+
+/// Does process `pid` share our pid namespace (same nsfs inode)?
+fn same_pid_namespace(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    match (ns(&format!("/proc/{pid}/ns/pid")), ns("/proc/self/ns/pid")) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
     }
 }
 
@@ -119,6 +138,7 @@ mod tests {
             uid,
             gid,
             pid: Some(1),
+            other_pid_namespace: false,
             unknown: false,
         };
         assert_eq!(roles_of(&rules, &p(1000, 1)), vec![Role::Gateway]);
@@ -130,5 +150,11 @@ mod tests {
         let mut unknown = p(1000, 50);
         unknown.unknown = true;
         assert!(roles_of(&rules, &unknown).is_empty());
+    }
+
+    #[test]
+    fn our_own_namespace_is_ours_and_a_missing_process_is_not() {
+        assert!(same_pid_namespace(std::process::id() as i32));
+        assert!(!same_pid_namespace(i32::MAX));
     }
 }

@@ -584,6 +584,22 @@ impl ErrorShape {
     }
 }
 
+/// An NDJSON response from a stream of ready lines.
+fn ndjson<S>(stream: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    r
+}
+
+/// One heartbeat line.
+const HEARTBEAT: &[u8] = b"{\"type\":\"heartbeat\"}\n";
+
 /// NDJSON of a call's events after `after`, heartbeats on silence; `owns`: the stream owns a
 /// `connection` call (it is killed when the client goes away before the end).
 fn stream_events(
@@ -637,8 +653,7 @@ fn stream_events(
                 s.guard.disarm();
                 return Some((Ok::<_, std::io::Error>(Bytes::new()), s));
             }
-            out.extend_from_slice(br#"{"type":"heartbeat"}"#);
-            out.push(b'\n');
+            out.extend_from_slice(HEARTBEAT);
         }
         if b.closed && s.seq >= b.last_seq {
             s.done = true;
@@ -646,12 +661,7 @@ fn stream_events(
         }
         Some((Ok(Bytes::from(out)), s))
     });
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    r
+    ndjson(stream)
 }
 
 #[derive(Deserialize)]
@@ -1061,16 +1071,11 @@ async fn events(State(app): AppState, StrictQuery(q): StrictQuery<EventsQuery>) 
             next = e["seq"].as_u64().unwrap_or(next);
         }
         if b.events.is_empty() {
-            out.extend_from_slice(b"{\"type\":\"heartbeat\"}\n");
+            out.extend_from_slice(HEARTBEAT);
         }
         Some((Ok::<_, std::io::Error>(Bytes::from(out)), (app, next)))
     });
-    let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-ndjson"),
-    );
-    r
+    ndjson(stream)
 }
 
 #[derive(Deserialize)]
@@ -1143,6 +1148,7 @@ mod tests {
             uid,
             gid: uid,
             pid,
+            other_pid_namespace: pid.is_none(),
             unknown: false,
         }
     }

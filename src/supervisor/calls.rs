@@ -435,16 +435,10 @@ pub fn call_env(plan: &SandboxPlan, req: &ExecRequest) -> Vec<(String, String)> 
 /// The container paths a call's working directory may lie under: its mounts (not the agent's
 /// own) and its tmpfs.
 pub fn call_roots(plan: &SandboxPlan) -> Vec<String> {
-    plan.container
-        .mounts
-        .iter()
-        .filter(|m| {
-            !matches!(
-                m.source,
-                crate::decide::MountSource::AgentBinary | crate::decide::MountSource::AgentChannel
-            )
-        })
-        .map(|m| m.container.clone())
+    super::files::roots(plan)
+        .0
+        .into_iter()
+        .map(|m| m.container)
         .chain(plan.container.tmpfs.keys().cloned())
         .collect()
 }

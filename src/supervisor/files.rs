@@ -53,7 +53,7 @@ fn file_error(e: fileio::FileError) -> CallError {
 }
 
 /// The mounts a call's paths may use, and the directory relative paths start from.
-fn roots(plan: &SandboxPlan) -> (Vec<PlannedMount>, String) {
+pub(super) fn roots(plan: &SandboxPlan) -> (Vec<PlannedMount>, String) {
     if plan.sandboxed {
         (
             // The agent's own mounts are never the file tools' business.
@@ -87,6 +87,29 @@ fn roots(plan: &SandboxPlan) -> (Vec<PlannedMount>, String) {
 fn map(plan: &SandboxPlan, path: &str) -> Result<MappedPath, Refusal> {
     let (mounts, workdir) = roots(plan);
     fileio::map_container_path(path, &workdir, &mounts)
+}
+
+/// A write to a read-only mount: refused before any syscall on the target.
+pub(super) fn read_only_refusal(path: &str) -> Refusal {
+    Refusal {
+        code: RefusalCode::ReadOnlyMount,
+        value: path.to_string(),
+        message: format!("{path} is on a read-only mount"),
+        fix: "write under the workdir instead, or set workspaceAccess to \"rw\"".into(),
+    }
+}
+
+/// Content over the write cap: refused before anything is sent or written.
+pub(super) fn check_write_cap(len: usize, cap: u64) -> Result<(), Refusal> {
+    if len as u64 > cap {
+        return Err(Refusal {
+            code: RefusalCode::TooLarge,
+            value: format!("{len} bytes"),
+            message: format!("content of {len} bytes is over the write cap of {cap} bytes"),
+            fix: "raise agents.defaults.sandbox.calls.maxWriteBytes or write less".into(),
+        });
+    }
+    Ok(())
 }
 
 /// uid:gid of the sandbox user when it is numeric (files written for it are given to it).
@@ -267,25 +290,10 @@ impl Supervisor {
         let mapped = map(plan, &req.path)?;
         // Refused on a read-only mount before any syscall on the target.
         if mapped.read_only {
-            return Err(CallError::Refused(Refusal {
-                code: RefusalCode::ReadOnlyMount,
-                value: mapped.container_path.clone(),
-                message: format!("{} is on a read-only mount", mapped.container_path),
-                fix: "write under the workdir instead, or set workspaceAccess to \"rw\"".into(),
-            }));
+            return Err(read_only_refusal(&mapped.container_path).into());
         }
         let cap = eff.calls.max_write_bytes.value.0;
-        if req.content.len() as u64 > cap {
-            return Err(CallError::Refused(Refusal {
-                code: RefusalCode::TooLarge,
-                value: format!("{} bytes", req.content.len()),
-                message: format!(
-                    "content of {} bytes is over the write cap of {cap} bytes",
-                    req.content.len()
-                ),
-                fix: "raise agents.defaults.sandbox.calls.maxWriteBytes or write less".into(),
-            }));
-        }
+        check_write_cap(req.content.len(), cap)?;
         self.audit_gate()?;
         if let Some((t, root)) = self.file_agent(plan, &mapped).await? {
             let areq = proto::WriteRequest {

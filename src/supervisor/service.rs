@@ -7,7 +7,7 @@
 
 use super::calls::{CallError, call_env, call_roots, container_cwd};
 use super::{Ensured, Supervisor, SupervisorError};
-use crate::decide::{MountSource, SandboxPlan};
+use crate::decide::SandboxPlan;
 use crate::exec::agent::{AgentCallError, AgentTarget};
 use crate::exec::{CallLimits, ExecRequest, validate_request};
 use crate::validate::{Refusal, RefusalCode};
@@ -286,43 +286,19 @@ impl Supervisor {
         out
     }
 
-    /// Where a session's file path lives: its plan, the agent and the mount root.
-    async fn file_target(
-        &self,
-        session: Option<&str>,
-        agent: Option<&str>,
-        path: &str,
-    ) -> Result<(SandboxPlan, AgentTarget, proto::FileTarget, bool), CallError> {
-        let (_, plan) = self.plan(session, agent)?;
+    /// The agent of a sandboxed session's plan, after the same gates as every call (plan
+    /// problems, audit), ensuring its sandbox once.
+    async fn file_agent_of(&self, plan: &SandboxPlan) -> Result<AgentTarget, CallError> {
         if !plan.problems.is_empty() {
             return Err(SupervisorError::Problems(plan.problems.clone()).into());
         }
         if !plan.sandboxed || self.force_engine_path {
             return Err(unsupported("this file operation"));
         }
-        let mounts: Vec<_> = plan
-            .container
-            .mounts
-            .iter()
-            .filter(|m| {
-                !matches!(
-                    m.source,
-                    MountSource::AgentBinary | MountSource::AgentChannel
-                )
-            })
-            .cloned()
-            .collect();
-        let mapped = crate::fileio::map_container_path(path, &plan.container.workdir, &mounts)?;
         self.audit_gate()?;
-        let ensured = self.ensure_plan(&plan).await?;
-        let Some(t) = self.agent_target(&plan, &ensured) else {
-            return Err(unsupported("this file operation"));
-        };
-        let target = proto::FileTarget {
-            root: mounts[mapped.mount_index].container.clone(),
-            path: mapped.container_path.clone(),
-        };
-        Ok((plan, t, target, mapped.read_only))
+        let ensured = self.ensure_plan(plan).await?;
+        self.agent_target(plan, &ensured)
+            .ok_or_else(|| unsupported("this file operation"))
     }
 
     /// stat, list, mkdir, remove, rename in a sandbox, as its user, through its agent.
@@ -341,8 +317,12 @@ impl Supervisor {
             FileOp::Remove => "remove",
             FileOp::Rename { .. } => "rename",
         };
-        let r = self.file_op_inner(session, agent, path, op).await;
-        let plan = self.plan(session, agent).ok().map(|(_, p)| p);
+        let planned = self.plan(session, agent);
+        let plan = planned.as_ref().ok().map(|(_, p)| p.clone());
+        let r = match planned {
+            Ok((_, plan)) => self.file_op_planned(&plan, path, op).await,
+            Err(e) => Err(e.into()),
+        };
         self.audit_call(
             plan.as_ref(),
             &session.map(str::to_string),
@@ -354,31 +334,23 @@ impl Supervisor {
         r
     }
 
-    async fn file_op_inner(
+    async fn file_op_planned(
         &self,
-        session: Option<&str>,
-        agent: Option<&str>,
+        plan: &SandboxPlan,
         path: &str,
         op: FileOp,
     ) -> Result<FileOpResult, CallError> {
-        let (_, t, target, read_only) = self.file_target(session, agent, path).await?;
         let writes = matches!(
             op,
             FileOp::Mkdir { .. } | FileOp::Remove | FileOp::Rename { .. }
         );
-        if writes && read_only {
-            return Err(read_only_refusal(&target.path));
-        }
+        // Both paths are mapped (and refused) before the sandbox is touched.
+        let target = agent_target_of(plan, path, writes)?;
         let to = match &op {
-            FileOp::Rename { to, .. } => {
-                let (_, _, to_target, to_ro) = self.file_target(session, agent, to).await?;
-                if to_ro {
-                    return Err(read_only_refusal(&to_target.path));
-                }
-                Some(to_target)
-            }
+            FileOp::Rename { to, .. } => Some(agent_target_of(plan, to, true)?),
             _ => None,
         };
+        let t = self.file_agent_of(plan).await?;
         let shown = target.path.clone();
         self.agents
             .with_client(&t, move |c| -> Result<FileOpResult, ClientError> {
@@ -413,23 +385,23 @@ impl Supervisor {
         &self,
         req: super::files::ReadRequest,
     ) -> Result<ReadOutcome, CallError> {
-        let plan = self.plan(req.session.as_deref(), req.agent.as_deref());
-        let agent_path = matches!(&plan, Ok((_, p)) if p.sandboxed) && !self.force_engine_path;
-        if !agent_path {
-            let r = self.read(req).await?;
-            return Ok(ReadOutcome {
-                content: r.content,
-                size: r.size,
-                truncated: r.truncated,
-                etag: None,
-                path: r.path,
-            });
-        }
+        let planned = match self.plan(req.session.as_deref(), req.agent.as_deref()) {
+            Ok((eff, plan)) if plan.sandboxed && !self.force_engine_path => (eff, plan),
+            _ => {
+                let r = self.read(req).await?;
+                return Ok(ReadOutcome {
+                    content: r.content,
+                    size: r.size,
+                    truncated: r.truncated,
+                    etag: None,
+                    path: r.path,
+                });
+            }
+        };
         let started = Instant::now();
-        let r = self.read_agent(&req).await;
-        let plan = plan.ok().map(|(_, p)| p);
+        let r = self.read_agent(&planned.0, &planned.1, &req).await;
         self.audit_call(
-            plan.as_ref(),
+            Some(&planned.1),
             &req.session,
             "read",
             req.path.clone(),
@@ -439,11 +411,14 @@ impl Supervisor {
         r
     }
 
-    async fn read_agent(&self, req: &super::files::ReadRequest) -> Result<ReadOutcome, CallError> {
-        let (eff, _) = self.plan(req.session.as_deref(), req.agent.as_deref())?;
-        let (_, t, target, _) = self
-            .file_target(req.session.as_deref(), req.agent.as_deref(), &req.path)
-            .await?;
+    async fn read_agent(
+        &self,
+        eff: &crate::config::EffectiveSandbox,
+        plan: &SandboxPlan,
+        req: &super::files::ReadRequest,
+    ) -> Result<ReadOutcome, CallError> {
+        let target = agent_target_of(plan, &req.path, false)?;
+        let t = self.file_agent_of(plan).await?;
         let areq = proto::ReadRequest {
             target: target.clone(),
             offset: req.offset,
@@ -475,25 +450,25 @@ impl Supervisor {
         req: super::files::WriteRequest,
         opts: WriteOptions,
     ) -> Result<WriteOutcome, CallError> {
-        let plan = self.plan(req.session.as_deref(), req.agent.as_deref());
-        let agent_path = matches!(&plan, Ok((_, p)) if p.sandboxed) && !self.force_engine_path;
-        if !agent_path {
-            if opts.exclusive || opts.expected_etag.is_some() {
-                return Err(unsupported("exclusive and compare-and-swap writes"));
+        let planned = match self.plan(req.session.as_deref(), req.agent.as_deref()) {
+            Ok((eff, plan)) if plan.sandboxed && !self.force_engine_path => (eff, plan),
+            _ => {
+                if opts.exclusive || opts.expected_etag.is_some() {
+                    return Err(unsupported("exclusive and compare-and-swap writes"));
+                }
+                let r = self.write(req).await?;
+                return Ok(WriteOutcome {
+                    bytes: r.bytes_written,
+                    created: false,
+                    etag: None,
+                    path: r.path,
+                });
             }
-            let r = self.write(req).await?;
-            return Ok(WriteOutcome {
-                bytes: r.bytes_written,
-                created: false,
-                etag: None,
-                path: r.path,
-            });
-        }
+        };
         let started = Instant::now();
-        let r = self.write_agent(&req, opts).await;
-        let plan = plan.ok().map(|(_, p)| p);
+        let r = self.write_agent(&planned.0, &planned.1, &req, opts).await;
         self.audit_call(
-            plan.as_ref(),
+            Some(&planned.1),
             &req.session,
             "write",
             req.path.clone(),
@@ -505,28 +480,15 @@ impl Supervisor {
 
     async fn write_agent(
         &self,
+        eff: &crate::config::EffectiveSandbox,
+        plan: &SandboxPlan,
         req: &super::files::WriteRequest,
         opts: WriteOptions,
     ) -> Result<WriteOutcome, CallError> {
-        let (eff, _) = self.plan(req.session.as_deref(), req.agent.as_deref())?;
-        let (_, t, target, read_only) = self
-            .file_target(req.session.as_deref(), req.agent.as_deref(), &req.path)
-            .await?;
-        if read_only {
-            return Err(read_only_refusal(&target.path));
-        }
+        let target = agent_target_of(plan, &req.path, true)?;
         let cap = eff.calls.max_write_bytes.value.0;
-        if req.content.len() as u64 > cap {
-            return Err(CallError::Refused(Refusal {
-                code: RefusalCode::TooLarge,
-                value: format!("{} bytes", req.content.len()),
-                message: format!(
-                    "content of {} bytes is over the write cap of {cap} bytes",
-                    req.content.len()
-                ),
-                fix: "raise agents.defaults.sandbox.calls.maxWriteBytes or write less".into(),
-            }));
-        }
+        super::files::check_write_cap(req.content.len(), cap)?;
+        let t = self.file_agent_of(plan).await?;
         let areq = proto::WriteRequest {
             target: target.clone(),
             mkdir_parents: req.mkdir || opts.mkdir,
@@ -551,11 +513,20 @@ impl Supervisor {
     }
 }
 
-fn read_only_refusal(path: &str) -> CallError {
-    CallError::Refused(Refusal {
-        code: RefusalCode::ReadOnlyMount,
-        value: path.to_string(),
-        message: format!("{path} is on a read-only mount"),
-        fix: "use a path under the workdir, or set workspaceAccess to \"rw\"".into(),
+/// A container path of a sandboxed plan as the agent addresses it (mount root + path), refused
+/// on a read-only mount when `writes`. Pure: the same mapping as the host side's file tools.
+fn agent_target_of(
+    plan: &SandboxPlan,
+    path: &str,
+    writes: bool,
+) -> Result<proto::FileTarget, CallError> {
+    let (mounts, workdir) = super::files::roots(plan);
+    let mapped = crate::fileio::map_container_path(path, &workdir, &mounts)?;
+    if writes && mapped.read_only {
+        return Err(super::files::read_only_refusal(&mapped.container_path).into());
+    }
+    Ok(proto::FileTarget {
+        root: mounts[mapped.mount_index].container.clone(),
+        path: mapped.container_path,
     })
 }
