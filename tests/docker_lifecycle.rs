@@ -602,3 +602,56 @@ fn a_planted_container_with_our_name_is_never_used() {
         docker(&["rm", "-f", &name]);
     });
 }
+
+/// A long-lived supervisor keeps facts it verified while Docker reports nothing about the
+/// container; `docker update` (weaker limits) or `docker network connect` behind its back is
+/// seen on the very next call, which is refused and runs nothing.
+#[test]
+fn a_hot_sandbox_changed_behind_clawdens_back_is_refused_on_the_next_call() {
+    rt().block_on(async {
+        let engine = engine().await;
+        let sw = sweep("watch");
+        let world = World::new();
+        let sup = world.supervisor(engine.clone(), world.config(&sw.prefix, "", ""));
+        for _ in 0..5 {
+            let o = sup.exec(req("g", "true")).await.unwrap();
+            assert_eq!(o.exit_code, Some(0));
+        }
+        let (_, plan) = sup.plan(Some("g"), None).unwrap();
+        let name = plan.container.name.clone();
+        assert!(sup.relies_on_verified_facts(&plan), "hot and watched");
+        docker(&["update", "--pids-limit", "100000", &name]);
+        let r = sup.exec(req("g", "touch /tmp/ran-after-update")).await;
+        assert_eq!(r.unwrap_err().code(), "plan_mismatch");
+        let check = std::process::Command::new("docker")
+            .args(["exec", &name, "ls", "/tmp/ran-after-update"])
+            .output()
+            .unwrap();
+        assert!(
+            !check.status.success(),
+            "the call ran in the changed container"
+        );
+        // Put back as planned: used again, and kept again.
+        docker(&[
+            "update",
+            "--pids-limit",
+            &plan.container.pids_limit.to_string(),
+            &name,
+        ]);
+        for _ in 0..3 {
+            sup.exec(req("g", "true")).await.unwrap();
+        }
+        assert!(sup.relies_on_verified_facts(&plan));
+        docker(&["network", "connect", "bridge", &name]);
+        let r = sup.exec(req("g", "touch /tmp/ran-after-connect")).await;
+        assert_eq!(r.unwrap_err().code(), "plan_mismatch");
+        docker(&["rm", "-f", &name]);
+        // Removed behind its back: the next call gets a new sandbox, not an error.
+        let o = sup.exec(req("g", "true")).await.unwrap();
+        assert_eq!(o.exit_code, Some(0));
+        assert_ne!(
+            docker_inspect(&name).unwrap()["Id"],
+            serde_json::Value::Null
+        );
+    });
+}

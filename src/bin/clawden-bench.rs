@@ -156,7 +156,19 @@ fn main() {
         prefix: format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]),
         state: dir.path().to_path_buf(),
     };
-    let lines = rt.block_on(run(&sweep.prefix, dir.path()));
+    // `--only a,b`: run only these parts (lib-exec, cli-exec, first-call, files, parallel, memory).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only: Option<Vec<String>> = match args.as_slice() {
+        [] => None,
+        [flag, list] if flag == "--only" => Some(list.split(',').map(String::from).collect()),
+        _ => {
+            eprintln!(
+                "usage: clawden-bench [--only lib-exec,cli-exec,first-call,files,parallel,memory]"
+            );
+            std::process::exit(2);
+        }
+    };
+    let lines = rt.block_on(run(&sweep.prefix, dir.path(), only.as_deref()));
     println!(
         "{:<44} {:>12} {:>12} {:>8}  unit / note",
         "line", "clawden", "docker", "ratio"
@@ -176,7 +188,8 @@ fn main() {
     println!("\nwritten: target/bench.json");
 }
 
-async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
+async fn run(prefix: &str, dir: &std::path::Path, only: Option<&[String]>) -> Vec<Line> {
+    let want = |part: &str| only.is_none_or(|o| o.iter().any(|p| p == part));
     let engine = Arc::new(DockerEngine::connect().await.expect("Docker engine"));
     if engine
         .image_id(clawden::images::MINIMAL_TAG)
@@ -223,8 +236,16 @@ async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
         .unwrap();
     let name = warm.container_name.clone().unwrap();
     let n = 200;
+    let mut theirs = Vec::with_capacity(n);
+    if want("lib-exec") || want("cli-exec") {
+        for _ in 0..n {
+            let t = Instant::now();
+            docker(&["exec", &name, "true"]);
+            theirs.push(ms(t.elapsed()));
+        }
+    }
     let mut ours = Vec::with_capacity(n);
-    for _ in 0..n {
+    for _ in 0..if want("lib-exec") { n } else { 0 } {
         let t = Instant::now();
         let o = sup
             .exec(ExecRequest {
@@ -237,13 +258,10 @@ async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
         assert_eq!(o.exit_code, Some(0));
         ours.push(ms(t.elapsed()));
     }
-    let mut theirs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let t = Instant::now();
-        docker(&["exec", &name, "true"]);
-        theirs.push(ms(t.elapsed()));
-    }
     for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        if ours.is_empty() {
+            break;
+        }
         let (a, b) = (pct(&mut ours, p), pct(&mut theirs, p));
         lines.push(Line {
             name: format!("library exec `true` {label} (n={n})"),
@@ -260,7 +278,7 @@ async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
         .ok()
         .and_then(|e| e.parent().map(|d| d.join("clawden")))
         .expect("clawden next to clawden-bench");
-    let n_cli = 100;
+    let n_cli = if want("cli-exec") { 100 } else { 0 };
     let mut ours_cli = Vec::with_capacity(n_cli);
     for _ in 0..n_cli {
         let t = Instant::now();
@@ -281,6 +299,9 @@ async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
         ours_cli.push(ms(t.elapsed()));
     }
     for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        if ours_cli.is_empty() {
+            break;
+        }
         let (a, b) = (pct(&mut ours_cli, p), pct(&mut theirs, p));
         lines.push(Line {
             name: format!("CLI exec `true` {label} (n={n_cli})"),
@@ -293,7 +314,7 @@ async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
     }
 
     // 2. first call of a new session (container create + start + call) vs docker run --rm.
-    let rounds = 10;
+    let rounds = if want("first-call") { 10 } else { 0 };
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for i in 0..rounds {
@@ -322,18 +343,26 @@ async fn run(prefix: &str, dir: &std::path::Path) -> Vec<Line> {
         docker(&args);
         theirs.push(ms(t.elapsed()));
     }
-    let (a, b) = (pct(&mut ours, 0.5), pct(&mut theirs, 0.5));
-    lines.push(Line {
-        name: format!("first call of a new session p50 (n={rounds})"),
-        unit: "ms".into(),
-        clawden: a,
-        docker: b,
-        ratio: a / b,
-        note: "vs docker run --rm (hardened)".into(),
-    });
+    if rounds > 0 {
+        let (a, b) = (pct(&mut ours, 0.5), pct(&mut theirs, 0.5));
+        lines.push(Line {
+            name: format!("first call of a new session p50 (n={rounds})"),
+            unit: "ms".into(),
+            clawden: a,
+            docker: b,
+            ratio: a / b,
+            note: "vs docker run --rm (hardened)".into(),
+        });
+    }
 
     // 3. read / write of 4 KiB, 1 MiB, 64 MiB vs docker cp.
-    lines.extend(bench_files(&sup, &name).await);
+    if want("files") {
+        lines.extend(bench_files(&sup, &name).await);
+    }
+    if !(want("parallel") || want("memory")) {
+        let _ = Command::new("docker").args(["rm", "-f", &name]).output();
+        return lines;
+    }
 
     // 4. 20 parallel execs over 5 sessions (their containers made first).
     for i in 0..5 {

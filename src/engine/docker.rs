@@ -329,6 +329,22 @@ impl ContainerEngine for DockerEngine {
             .collect())
     }
 
+    async fn watch(&self, since_unix: f64) -> Result<Option<super::EventStream>, EngineError> {
+        let filters: HashMap<&str, Vec<&str>> =
+            HashMap::from([("type", vec!["container", "network"])]);
+        let opts = bollard::query_parameters::EventsOptionsBuilder::new()
+            .since(&format!("{since_unix:.9}"))
+            .filters(&filters)
+            .build();
+        let stream = self.docker.events(Some(opts)).filter_map(|m| async move {
+            match m {
+                Ok(m) => container_event(m).map(Ok),
+                Err(e) => Some(Err(EngineError::Api(e.to_string()))),
+            }
+        });
+        Ok(Some(Box::pin(stream)))
+    }
+
     async fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerFacts>, EngineError> {
         match self
             .docker
@@ -533,6 +549,22 @@ impl ExecApi for DockerEngine {
             pid: i.pid.filter(|p| *p > 0).map(|p| p as u32),
         })
     }
+}
+
+/// The container an engine event is about: the actor of a container event, the `container`
+/// attribute of a network event (connect, disconnect).
+fn container_event(m: bollard::models::EventMessage) -> Option<super::ContainerEvent> {
+    use bollard::models::EventMessageTypeEnum as T;
+    let actor = m.actor?;
+    let id = match m.typ? {
+        T::CONTAINER => actor.id?,
+        T::NETWORK => actor.attributes?.get("container")?.clone(),
+        _ => return None,
+    };
+    Some(super::ContainerEvent {
+        id,
+        action: m.action.unwrap_or_default(),
+    })
 }
 
 fn exec_options(spec: &ExecSpec) -> CreateExecOptions<String> {

@@ -48,6 +48,8 @@ pub struct ContainerFacts {
     pub security_opt: Vec<String>,
     pub apparmor_profile: String,
     pub network_mode: String,
+    /// The networks it is attached to (`NetworkSettings.Networks`' names).
+    pub networks: Vec<String>,
     pub pid_mode: String,
     pub uts_mode: String,
     pub ipc_mode: String,
@@ -155,6 +157,10 @@ impl ContainerFacts {
             security_opt: strings(v, &hc("SecurityOpt")),
             apparmor_profile: string(v, &["AppArmorProfile"]),
             network_mode: string(v, &hc("NetworkMode")),
+            networks: at(v, &["NetworkSettings", "Networks"])
+                .and_then(Value::as_object)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
             pid_mode: string(v, &hc("PidMode")),
             uts_mode: string(v, &hc("UTSMode")),
             ipc_mode: string(v, &hc("IpcMode")),

@@ -21,6 +21,8 @@ pub enum Call {
     Start(String),
     Remove(String),
     Exec(String, Vec<String>),
+    /// A watcher subscribed to events.
+    Watch,
 }
 
 #[derive(Default)]
@@ -36,6 +38,8 @@ struct World {
 #[derive(Default)]
 pub struct FakeEngine {
     world: Mutex<World>,
+    /// Set by [`FakeEngine::with_events`]: the engine reports container events to watchers.
+    events: Mutex<Option<tokio::sync::broadcast::Sender<super::ContainerEvent>>>,
 }
 
 impl FakeEngine {
@@ -49,6 +53,32 @@ impl FakeEngine {
             }
         }
         e
+    }
+
+    /// The same engine reporting container events (as Docker's `/events` does): every start,
+    /// remove and [`FakeEngine::tamper`] is one.
+    pub fn with_events(self) -> Self {
+        *self.events.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::sync::broadcast::channel(1024).0);
+        self
+    }
+
+    /// Report an event about container `id` to every watcher.
+    pub fn emit(&self, id: &str, action: &str) {
+        if let Some(tx) = &*self.events.lock().unwrap_or_else(|p| p.into_inner()) {
+            let _ = tx.send(super::ContainerEvent {
+                id: id.to_string(),
+                action: action.to_string(),
+            });
+        }
+    }
+
+    /// End every watcher's stream (the engine restarted).
+    pub fn end_watchers(&self) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if events.is_some() {
+            *events = Some(tokio::sync::broadcast::channel(1024).0);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, World> {
@@ -67,10 +97,15 @@ impl FakeEngine {
 
     /// Change a container's facts (by name), e.g. to plant a weakened container.
     pub fn tamper(&self, name: &str, f: impl FnOnce(&mut ContainerFacts)) {
-        let mut w = self.lock();
-        if let Some(c) = w.containers.values_mut().find(|c| c.name == name) {
+        let id = {
+            let mut w = self.lock();
+            let Some(c) = w.containers.values_mut().find(|c| c.name == name) else {
+                return;
+            };
             f(c);
-        }
+            c.id.clone()
+        };
+        self.emit(&id, "update");
     }
 
     /// Put a container in place as if someone else created it.
@@ -108,6 +143,7 @@ impl FakeEngine {
             security_opt: spec.security_opt.clone(),
             apparmor_profile: "docker-default".into(),
             network_mode: spec.network.clone(),
+            networks: vec![spec.network.clone()],
             pid_mode: String::new(),
             uts_mode: String::new(),
             ipc_mode: "private".into(),
@@ -217,6 +253,31 @@ impl ContainerEngine for FakeEngine {
             })
             .collect())
     }
+    async fn watch(&self, _since: f64) -> Result<Option<super::EventStream>, EngineError> {
+        let Some(rx) = self
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|tx| tx.subscribe())
+        else {
+            return Ok(None);
+        };
+        self.lock().calls.push(Call::Watch);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) => return Some((Ok(ev), rx)),
+                    // A watcher that fell behind has missed events: its stream ends.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        return Some((Err(EngineError::Api("events lagged".into())), rx));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(Some(Box::pin(stream)))
+    }
     async fn inspect(&self, name_or_id: &str) -> Result<Option<ContainerFacts>, EngineError> {
         let mut w = self.lock();
         w.calls.push(Call::Inspect(name_or_id.into()));
@@ -251,6 +312,8 @@ impl ContainerEngine for FakeEngine {
         let c = w.containers.get_mut(&id).expect("found above");
         c.running = true;
         c.pid = Some(1);
+        drop(w);
+        self.emit(&id, "start");
         Ok(())
     }
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
@@ -258,6 +321,8 @@ impl ContainerEngine for FakeEngine {
         w.calls.push(Call::Remove(id.into()));
         if let Some(id) = Self::find(&w, id) {
             w.containers.remove(&id);
+            drop(w);
+            self.emit(&id, "destroy");
         }
         Ok(())
     }

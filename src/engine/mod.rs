@@ -153,6 +153,18 @@ pub trait ExecApi: Send + Sync {
     async fn exec_state(&self, exec_id: &str) -> Result<ExecState, EngineError>;
 }
 
+/// Something the engine did to a container (`docker events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    /// The container's full ID.
+    pub id: String,
+    pub action: String,
+}
+
+/// A stream of container events; it ends (or yields an error) when the engine stops reporting.
+pub type EventStream =
+    futures_util::stream::BoxStream<'static, Result<ContainerEvent, EngineError>>;
+
 /// The container lifecycle seam. Object-safe and `Send + Sync`, so one engine serves many
 /// sessions at once. It reports containers as typed [`ContainerFacts`].
 #[async_trait::async_trait]
@@ -191,6 +203,14 @@ pub trait ContainerEngine: ExecApi + Send + Sync {
     async fn start(&self, id: &str) -> Result<(), EngineError>;
     /// Force-remove a container; a missing one is not an error.
     async fn remove(&self, id: &str) -> Result<(), EngineError>;
+    /// Container events from `since_unix` (seconds; the engine replays what it still holds
+    /// from then) on, for as long as the stream lasts: every action on a container (update,
+    /// die, rename, network connect, …) may have changed its facts. `None`: this engine cannot
+    /// report events, and every use inspects.
+    async fn watch(&self, since_unix: f64) -> Result<Option<EventStream>, EngineError> {
+        let _ = since_unix;
+        Ok(None)
+    }
     /// Is each container path `(target, dev, ino)` the expected inode, as the container sees
     /// it? (The post-start and on-use mount check.)
     fn verify_mounted(

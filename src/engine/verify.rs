@@ -157,6 +157,13 @@ pub fn verify(f: &ContainerFacts, spec: &ContainerSpec) -> Vec<Mismatch> {
         "HostConfig.NetworkMode",
         format!("is {net:?}, planned {:?}", spec.network),
     );
+    // `docker network connect` adds networks to a running container behind the mode's back.
+    let extra: Vec<&String> = f.networks.iter().filter(|n| **n != spec.network).collect();
+    check(
+        extra.is_empty(),
+        "NetworkSettings.Networks",
+        format!("attached to {extra:?}, planned only {:?}", spec.network),
+    );
     check(
         !net.eq_ignore_ascii_case("host"),
         "HostConfig.NetworkMode",

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod dirs;
 pub mod files;
+pub mod fresh;
 pub mod mounting;
 pub mod ops;
 pub mod service;
@@ -139,6 +140,14 @@ pub struct Supervisor {
     /// When this supervisor last recorded each container's use (the state file is rewritten at
     /// most every [`TOUCH_INTERVAL`] per container, not on every call).
     touched: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Verified containers kept fresh by the engine's events (long-lived supervisors).
+    fresh: Arc<fresh::Fresh>,
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        self.fresh.stop();
+    }
 }
 
 /// Last-used times only feed the 5-minute hot window and hour-scale pruning.
@@ -165,7 +174,16 @@ impl Supervisor {
             force_engine_path: std::env::var_os("CLAWDEN_FORCE_ENGINE_EXEC")
                 .is_some_and(|v| v == "1"),
             touched: Default::default(),
+            fresh: Default::default(),
         }
+    }
+
+    /// Would the next use of this plan's sandbox rely on facts verified earlier (the engine's
+    /// events said nothing changed since) instead of inspecting it?
+    pub fn relies_on_verified_facts(&self, plan: &SandboxPlan) -> bool {
+        self.fresh
+            .lookup(&plan.container.name, &plan.config_hash)
+            .is_some()
     }
 
     /// The same supervisor, sending every sandboxed call through the Engine API's exec (the
@@ -247,6 +265,12 @@ impl Supervisor {
 
     pub async fn ensure_plan(&self, plan: &SandboxPlan) -> Result<Ensured, SupervisorError> {
         let name = plan.container.name.clone();
+        if let Some(facts) = self.fresh.lookup(&name, &plan.config_hash) {
+            // Verified, and the engine has reported nothing about it since: the live part of
+            // the check (what its mounts are now) runs again.
+            self.check_mounted(plan, &facts).await?;
+            return self.finish(plan, facts, false, Vec::new());
+        }
         let dir = self.state.dir().to_path_buf();
         let lock_name = name.clone();
         // One ensure per scope key at a time, across threads and processes.
@@ -256,9 +280,21 @@ impl Supervisor {
             .map_err(io)?;
         let mut warnings = Vec::new();
         for _attempt in 0..3 {
+            let ticket = self.fresh.ticket();
             if let Some(found) = self.engine.inspect(&name).await? {
                 match self.reuse(plan, found, &mut warnings).await? {
-                    Some(facts) => return self.finish(plan, facts, false, warnings),
+                    Some(facts) => {
+                        // Only a container that matches its configuration is kept (one kept
+                        // with a warning is inspected, and warned about, on every use).
+                        if warnings.is_empty()
+                            && self
+                                .fresh
+                                .remember(&name, &facts, &plan.config_hash, ticket)
+                        {
+                            self.fresh.watch(self.engine.clone());
+                        }
+                        return self.finish(plan, facts, false, warnings);
+                    }
                     None => continue, // removed for recreation
                 }
             }
@@ -404,6 +440,7 @@ impl Supervisor {
     /// Remove a sandbox container and everything clawden made for it on the host: its staged
     /// mounts (unmounted, never deleted through) and its agent channel directory.
     pub async fn remove_sandbox(&self, id: &str, name: &str) -> Result<(), SupervisorError> {
+        self.fresh.forget(name);
         self.engine.remove(id).await?;
         self.agents.forget(id);
         let state_dir = self.state.dir().to_path_buf();

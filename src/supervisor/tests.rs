@@ -108,6 +108,9 @@ fn every_reuse_checks_the_baseline() {
         ("HostConfig.NetworkMode", |f| {
             f.network_mode = "bridge".into()
         }),
+        ("NetworkSettings.Networks", |f| {
+            f.networks.push("bridge".into())
+        }),
         ("HostConfig.MaskedPaths", |f| f.masked_paths.clear()),
         ("HostConfig.ReadonlyPaths", |f| {
             f.readonly_paths.retain(|p| p != "/proc/sys")
@@ -270,5 +273,83 @@ fn the_plan_is_what_the_engine_is_told() {
             Some(plan.config_hash.as_str())
         );
         assert_eq!(f.cmd, plan.container.cmd);
+    });
+}
+
+fn inspects(e: &FakeEngine) -> usize {
+    e.calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Inspect(_)))
+        .count()
+}
+
+/// Let the watcher task run (subscribe, take in events).
+async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[test]
+fn a_watched_sandbox_is_reused_without_inspect_until_the_engine_reports_a_change() {
+    rt().block_on(async {
+        let w = World::new();
+        let e = Arc::new(FakeEngine::with_images(&["clawden-sandbox:minimal"]).with_events());
+        let s = w.supervisor(e.clone(), "", "");
+        let first = s.ensure(Some("g"), None).await.unwrap();
+        // The first use creates; the second reuse starts the watcher, the third is remembered
+        // under it; from then on nothing is asked.
+        for _ in 0..3 {
+            s.ensure(Some("g"), None).await.unwrap();
+            settle().await;
+        }
+        assert!(e.calls().contains(&Call::Watch));
+        e.clear_calls();
+        for _ in 0..5 {
+            let again = s.ensure(Some("g"), None).await.unwrap();
+            assert_eq!(again.container_id, first.container_id);
+        }
+        assert_eq!(inspects(&e), 0, "{:?}", e.calls());
+        // `docker update` behind our back: the event drops the facts, the next use inspects
+        // and refuses the weakened container.
+        e.tamper(&first.container_name, |f| f.pids_limit = 0);
+        settle().await;
+        match s.ensure(Some("g"), None).await {
+            Err(SupervisorError::Mismatch { mismatches, .. }) => {
+                assert!(
+                    mismatches.iter().any(|m| m.field.contains("PidsLimit")),
+                    "{mismatches:?}"
+                )
+            }
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        assert_eq!(inspects(&e), 1);
+        e.tamper(&first.container_name, |f| f.pids_limit = 256);
+        settle().await;
+        s.ensure(Some("g"), None).await.unwrap();
+        s.ensure(Some("g"), None).await.unwrap();
+        // The stream ends (the engine restarted): every use inspects again.
+        e.end_watchers();
+        settle().await;
+        e.clear_calls();
+        s.ensure(Some("g"), None).await.unwrap();
+        s.ensure(Some("g"), None).await.unwrap();
+        assert_eq!(inspects(&e), 2, "{:?}", e.calls());
+    });
+}
+
+#[test]
+fn without_events_every_use_inspects() {
+    rt().block_on(async {
+        let w = World::new();
+        let e = engine();
+        let s = w.supervisor(e.clone(), "", "");
+        s.ensure(Some("g"), None).await.unwrap();
+        e.clear_calls();
+        for _ in 0..4 {
+            s.ensure(Some("g"), None).await.unwrap();
+            settle().await;
+        }
+        assert_eq!(inspects(&e), 4);
     });
 }
