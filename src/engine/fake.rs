@@ -265,15 +265,13 @@ impl ContainerEngine for FakeEngine {
         };
         self.lock().calls.push(Call::Watch);
         let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(ev) => return Some((Ok(ev), rx)),
-                    // A watcher that fell behind has missed events: its stream ends.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        return Some((Err(EngineError::Api("events lagged".into())), rx));
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            match rx.recv().await {
+                Ok(ev) => Some((Ok(ev), rx)),
+                // A watcher that fell behind has missed events: it is told so.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Some((Err(EngineError::Api("events lagged".into())), rx))
                 }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
             }
         });
         Ok(Some(Box::pin(stream)))
