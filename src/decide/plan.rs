@@ -71,36 +71,34 @@ pub fn find_agent_binary() -> Result<PathBuf, String> {
     ))
 }
 
-/// A static ELF has no `PT_INTERP` program header.
+/// A static ELF has no `PT_INTERP` program header. Reads the ELF header and the program
+/// headers only (this runs in every clawden process that plans a sandbox).
 fn check_static(p: &Path) -> Result<(), String> {
-    let data = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-    let u16_at = |o: usize| {
-        data.get(o..o + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-    };
-    let u64_at = |o: usize| {
-        data.get(o..o + 8)
-            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
-    };
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+    let truncated = || format!("{} is a truncated ELF file", p.display());
+    let mut head = [0u8; 64];
+    f.read_exact_at(&mut head, 0).map_err(|_| truncated())?;
     // 64-bit little-endian ELF only (the agent is built for x86_64).
-    if data.get(0..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+    if head[0..6] != [0x7f, b'E', b'L', b'F', 2, 1] {
         return Err(format!("{} is not a 64-bit ELF executable", p.display()));
     }
-    let (phoff, phentsize, phnum) = match (u64_at(0x20), u16_at(0x36), u16_at(0x38)) {
-        (Some(a), Some(b), Some(c)) => (a, b, c),
-        _ => return Err(format!("{} is a truncated ELF file", p.display())),
-    };
-    for i in 0..phnum {
-        let off = phoff + i * phentsize;
-        match data.get(off..off + 4) {
-            Some(t) if u32::from_le_bytes([t[0], t[1], t[2], t[3]]) == 3 => {
-                return Err(format!(
-                    "{} is dynamically linked; the agent must be static (build with `cargo build`)",
-                    p.display()
-                ));
-            }
-            Some(_) => {}
-            None => return Err(format!("{} is a truncated ELF file", p.display())),
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().expect("8 bytes"));
+    let (phentsize, phnum) = (u16_at(&head, 0x36), u16_at(&head, 0x38));
+    if phentsize < 4 {
+        return Err(truncated());
+    }
+    // At most 65535 entries of at most 65535 bytes: read in one go, bounded.
+    let mut table = vec![0u8; phentsize * phnum];
+    f.read_exact_at(&mut table, phoff)
+        .map_err(|_| truncated())?;
+    for entry in table.chunks_exact(phentsize) {
+        if u32::from_le_bytes([entry[0], entry[1], entry[2], entry[3]]) == 3 {
+            return Err(format!(
+                "{} is dynamically linked; the agent must be static (build with `cargo build`)",
+                p.display()
+            ));
         }
     }
     Ok(())
@@ -808,6 +806,51 @@ fn key_of(source: &crate::config::Source, default_key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An ELF header with program headers of these types.
+    fn elf(types: &[u32]) -> Vec<u8> {
+        let mut b = vec![0u8; 64];
+        b[0..6].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1]);
+        b[0x20..0x28].copy_from_slice(&64u64.to_le_bytes());
+        b[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        b[0x38..0x3a].copy_from_slice(&(types.len() as u16).to_le_bytes());
+        for t in types {
+            let mut e = vec![0u8; 56];
+            e[0..4].copy_from_slice(&t.to_le_bytes());
+            b.extend(e);
+        }
+        b
+    }
+
+    #[test]
+    fn the_agent_must_be_a_static_elf() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, bytes: &[u8]| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            p
+        };
+        assert_eq!(check_static(&file("static", &elf(&[6, 1, 1]))), Ok(()));
+        let dynamic = check_static(&file("dynamic", &elf(&[6, 3, 1]))).unwrap_err();
+        assert!(dynamic.contains("dynamically linked"), "{dynamic}");
+        let mut cut = elf(&[1, 1]);
+        cut.truncate(100);
+        assert!(
+            check_static(&file("cut", &cut))
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(
+            check_static(&file("short", b"\x7fELF"))
+                .unwrap_err()
+                .contains("truncated")
+        );
+        assert!(
+            check_static(&file("script", &[b'#'; 80]))
+                .unwrap_err()
+                .contains("not a 64-bit ELF")
+        );
+    }
     use crate::config::load::ConfigLayer;
     use crate::config::{Env, LoadedConfig, parse_config};
 

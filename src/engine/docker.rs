@@ -41,6 +41,18 @@ impl DockerEngine {
     /// with `NotLocal` (`remote_engine`) for anything but an engine on this host's unix socket,
     /// and with `Unreachable` when no engine listens.
     pub async fn connect() -> Result<Self, EngineError> {
+        Self::connect_with(None).await
+    }
+
+    /// [`DockerEngine::connect`] for a one-shot call: the `/version` answer the same daemon
+    /// process gave earlier is reused from `state_dir` (see [`super::remembered`]); the
+    /// socket's peer check runs as always.
+    pub async fn connect_remembered(state_dir: &std::path::Path) -> Result<Self, EngineError> {
+        Self::connect_with(Some(state_dir)).await
+    }
+
+    async fn connect_with(state_dir: Option<&std::path::Path>) -> Result<Self, EngineError> {
+        use super::remembered;
         let endpoint = endpoint_from_env();
         let not_local = |reason: String| EngineError::NotLocal {
             endpoint: endpoint.clone(),
@@ -64,11 +76,36 @@ impl DockerEngine {
         let path_str = path
             .to_str()
             .ok_or_else(|| not_local(format!("socket path {} is not UTF-8", path.display())))?;
-        let docker = Docker::connect_with_unix(path_str, 120, bollard::API_DEFAULT_VERSION)
-            .map_err(|e| EngineError::Unreachable {
+        let connect = |v: &bollard::ClientVersion| {
+            Docker::connect_with_unix(path_str, 120, v).map_err(|e| EngineError::Unreachable {
                 endpoint: endpoint.clone(),
                 message: e.to_string(),
-            })?;
+            })
+        };
+        let ours = (
+            bollard::API_DEFAULT_VERSION.major_version,
+            bollard::API_DEFAULT_VERSION.minor_version,
+        );
+        // Speak the engine's API version when it is older than bollard's.
+        let speaking = |theirs: (usize, usize)| {
+            let (major_version, minor_version) = theirs.min(ours);
+            connect(&bollard::ClientVersion {
+                major_version,
+                minor_version,
+            })
+        };
+        let identity = state_dir.and_then(|_| remembered::Identity::of(&path, peer.pid));
+        let now = crate::supervisor::now_ms();
+        if let (Some(dir), Some(id)) = (state_dir, &identity)
+            && let Some(api) = remembered::recall(dir, id, now)
+        {
+            return Ok(DockerEngine {
+                docker: speaking(api)?,
+                endpoint,
+                peer,
+            });
+        }
+        let docker = connect(bollard::API_DEFAULT_VERSION)?;
         // Something local listens; it must answer as a Docker engine, on this host's kernel.
         let version = match tokio::time::timeout(ANSWER_TIMEOUT, docker.version()).await {
             Ok(Ok(v)) => v,
@@ -92,29 +129,29 @@ impl DockerEngine {
         )
         .map_err(not_local)?;
         // The version negotiation bollard would do with a second `/version`, from the answer
-        // we already have: speak the engine's API version when it is older than bollard's.
+        // we already have.
         let parse = |v: &str| {
             let (a, b) = v.split_once('.')?;
             Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
         };
-        let ours = (
-            bollard::API_DEFAULT_VERSION.major_version,
-            bollard::API_DEFAULT_VERSION.minor_version,
-        );
         let docker = match version.api_version.as_deref().and_then(parse) {
-            Some(theirs) if theirs < ours => Docker::connect_with_unix(
-                path_str,
-                120,
-                &bollard::ClientVersion {
-                    major_version: theirs.0,
-                    minor_version: theirs.1,
-                },
-            )
-            .map_err(|e| EngineError::Unreachable {
-                endpoint: endpoint.clone(),
-                message: e.to_string(),
-            })?,
-            Some(_) => docker,
+            Some(theirs) => {
+                if let (Some(dir), Some(identity)) = (state_dir, identity) {
+                    remembered::remember(
+                        dir,
+                        &remembered::Record {
+                            identity,
+                            api: theirs,
+                            at_ms: now,
+                        },
+                    );
+                }
+                if theirs < ours {
+                    speaking(theirs)?
+                } else {
+                    docker
+                }
+            }
             None => {
                 return Err(not_local(format!(
                     "{} reports no API version",

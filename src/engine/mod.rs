@@ -7,6 +7,7 @@ pub mod docker;
 pub mod facts;
 pub mod fake;
 pub mod local;
+pub mod remembered;
 pub mod unreachable;
 pub mod verify;
 

@@ -325,6 +325,19 @@ impl Supervisor {
             }
             due
         };
+        // Another process (a one-shot CLI call) may have recorded a use just now: a read is
+        // cheaper than rewriting the state file.
+        let due = due
+            && (created
+                || self
+                    .state
+                    .load()
+                    .0
+                    .last_used_ms
+                    .get(&plan.container.name)
+                    .is_none_or(|t| {
+                        now_ms().saturating_sub(*t) >= TOUCH_INTERVAL.as_millis() as u64
+                    }));
         if due
             && let Some(w) = self
                 .state

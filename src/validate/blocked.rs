@@ -418,6 +418,12 @@ pub(crate) struct BlockedTable {
 
 impl BlockedTable {
     pub fn build(ctx: &HostContext) -> Self {
+        Self::build_with(ctx, true)
+    }
+
+    /// `skip_inside_system: false` builds every home's entries (the reference the skipping
+    /// build is tested against).
+    fn build_with(ctx: &HostContext, skip_inside_system: bool) -> Self {
         let mut base: Vec<(Vec<Seg>, BlockKind)> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut add = |segs: Vec<Seg>, kind: BlockKind| {
@@ -434,8 +440,58 @@ impl BlockedTable {
             .iter()
             .map(|e| (literal_segs(Path::new(e.path)), e.kind))
             .collect();
+        // A home that lies inside a blocked system directory, lexically and resolved (e.g.
+        // `/bin`, `/var/lib/postgresql`, `/root`), needs no entries of its own: whatever is
+        // under or covers one of them is refused by that directory first (system entries come
+        // first in the table). Most of /etc/passwd's homes are such; skipping them saves
+        // most of the `lstat`s of building the table, which happens in every clawden process.
+        let mut memo = CanonMemo::default();
+        let system: Vec<Vec<Seg>> = BLOCKED_SYSTEM_PATHS
+            .iter()
+            .flat_map(|p| {
+                let lexical = literal_segs(Path::new(p.path));
+                let canonical = canonical_memo(Path::new(p.path), &mut memo)
+                    .map(|c| literal_segs(&c))
+                    .unwrap_or_else(|| lexical.clone());
+                [lexical, canonical]
+            })
+            .filter(|segs| !segs.is_empty())
+            .collect();
+        let inside_system = |p: &Path| {
+            let comps: Vec<&OsStr> = p
+                .components()
+                .filter_map(|c| match c {
+                    Component::Normal(n) => Some(n),
+                    _ => None,
+                })
+                .collect();
+            let in_exempt = EXEMPT.iter().any(|(_, dir)| {
+                matches!(
+                    relation(&comps, &literal_segs(Path::new(dir))),
+                    Some(Relation::Equal | Relation::Under)
+                )
+            });
+            !in_exempt
+                && system.iter().any(|segs| {
+                    matches!(
+                        relation(&comps, segs),
+                        Some(Relation::Equal | Relation::Under)
+                    )
+                })
+        };
         for home in &ctx.home_dirs {
-            if home.is_absolute() {
+            if !home.is_absolute() {
+                continue;
+            }
+            let lexical = PathBuf::from(render(&literal_segs(home)));
+            let resolved = canonical_memo(&lexical, &mut memo);
+            if skip_inside_system
+                && inside_system(&lexical)
+                && resolved.as_deref().is_some_and(inside_system)
+            {
+                continue;
+            }
+            {
                 let home_segs = literal_segs(home);
                 for (segs, kind) in &entry_segs {
                     let mut full = home_segs.clone();
@@ -483,7 +539,6 @@ impl BlockedTable {
             .collect();
         // Canonical forms: /var/run -> /run, /bin -> /usr/bin, a symlinked home, a dotfile
         // symlinked elsewhere. Only the literal prefix before a `*` can be resolved.
-        let mut memo = std::collections::HashMap::new();
         for (segs, kind) in &base {
             let lit_len = segs.iter().take_while(|s| matches!(s, Seg::Lit(_))).count();
             let prefix = render(&segs[..lit_len]);
@@ -564,11 +619,42 @@ fn canonical_memo(p: &Path, memo: &mut CanonMemo) -> Option<PathBuf> {
     canonical_memo_inner(p, memo).map(|(c, _)| c)
 }
 
-/// Lexical path → (canonical path, whether it exists), or `None` for a loop.
-type CanonMemo = std::collections::HashMap<PathBuf, Option<(PathBuf, bool)>>;
+/// Lexical path → (canonical path, whether it exists as a directory), or `None` for a loop;
+/// and the listings of directories read so far.
+#[derive(Default)]
+struct CanonMemo {
+    resolved: std::collections::HashMap<PathBuf, Option<(PathBuf, bool)>>,
+    /// Name → file type of each directory's entries (`None`: it could not be listed).
+    listings: std::collections::HashMap<
+        PathBuf,
+        Option<std::collections::HashMap<OsString, std::fs::FileType>>,
+    >,
+}
+
+impl CanonMemo {
+    /// The file type of `dir/name` without following it: from one listing of `dir` (a home
+    /// has ~140 entries to look up, most of them absent), else from `lstat`.
+    fn kind(&mut self, dir: &Path, name: &OsStr) -> Option<std::fs::FileType> {
+        let listing = self.listings.entry(dir.to_path_buf()).or_insert_with(|| {
+            let rd = std::fs::read_dir(dir).ok()?;
+            let mut m = std::collections::HashMap::new();
+            for e in rd {
+                let e = e.ok()?;
+                m.insert(e.file_name(), e.file_type().ok()?);
+            }
+            Some(m)
+        });
+        match listing {
+            Some(m) => m.get(name).copied(),
+            None => std::fs::symlink_metadata(dir.join(name))
+                .ok()
+                .map(|m| m.file_type()),
+        }
+    }
+}
 
 fn canonical_memo_inner(p: &Path, memo: &mut CanonMemo) -> Option<(PathBuf, bool)> {
-    if let Some(c) = memo.get(p) {
+    if let Some(c) = memo.resolved.get(p) {
         return c.clone();
     }
     let resolved = match (p.parent(), p.file_name()) {
@@ -578,21 +664,21 @@ fn canonical_memo_inner(p: &Path, memo: &mut CanonMemo) -> Option<(PathBuf, bool
             Some((cp, false)) => Some((cp.join(name), false)),
             Some((cp, true)) => {
                 let joined = cp.join(name);
-                match std::fs::symlink_metadata(&joined) {
-                    Ok(m) if m.file_type().is_symlink() => {
+                match memo.kind(&cp, name) {
+                    Some(t) if t.is_symlink() => {
                         canonicalize_through_ancestor(&joined).ok().map(|c| {
                             let exists = c.is_dir();
                             (c, exists)
                         })
                     }
-                    Ok(m) => Some((joined, m.is_dir())),
-                    Err(_) => Some((joined, false)),
+                    Some(t) => Some((joined, t.is_dir())),
+                    None => Some((joined, false)),
                 }
             }
         },
         _ => canonicalize_through_ancestor(p).ok().map(|c| (c, true)),
     };
-    memo.insert(p.to_path_buf(), resolved.clone());
+    memo.resolved.insert(p.to_path_buf(), resolved.clone());
     resolved
 }
 
@@ -701,6 +787,65 @@ mod tests {
         for (path, want) in cases {
             let got = t.check(Path::new(path)).map(|(r, e)| (r, e.shown.as_str()));
             assert_eq!(got, *want, "path {path}");
+        }
+    }
+
+    #[test]
+    fn homes_inside_system_directories_add_nothing_a_check_would_see() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir_all(real.join("home/u/dotfiles")).unwrap();
+        std::os::unix::fs::symlink(real.join("home/u/dotfiles"), real.join("home/u/.config"))
+            .unwrap();
+        std::os::unix::fs::symlink(real.join("home/u"), real.join("linked-home")).unwrap();
+        let mut homes: Vec<PathBuf> = [
+            "/",
+            "/root",
+            "/bin",
+            "/usr/sbin",
+            "/dev",
+            "/var/lib/postgresql",
+            "/var/cache/man",
+            "/var/mail",
+            "/var/lib/clawden/u",
+            "/nonexistent",
+            "/run/ircd",
+            "/var/www",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        homes.push(real.join("home/u"));
+        homes.push(real.join("linked-home"));
+        let ctx = HostContext::new(homes, vec![real.join("state.json")]);
+        let full = BlockedTable::build_with(&ctx, false);
+        let fast = BlockedTable::build(&ctx);
+        assert!(fast.entries.len() < full.entries.len());
+        // Every entry of the full table, with its wildcards filled in, a child and its parent.
+        let mut probes: Vec<PathBuf> = Vec::new();
+        for e in &full.entries {
+            let p = PathBuf::from(e.shown.replace('*', "anyone"));
+            probes.push(p.join("child"));
+            if let Some(parent) = p.parent() {
+                probes.push(parent.to_path_buf());
+            }
+            probes.push(p);
+        }
+        probes.extend(
+            [
+                "/",
+                "/var",
+                "/var/lib",
+                "/var/lib/clawden",
+                "/tmp/x",
+                "/home",
+            ]
+            .map(PathBuf::from),
+        );
+        for p in &probes {
+            let want = full.check(p).map(|(r, e)| (r, e.shown.clone()));
+            let got = fast.check(p).map(|(r, e)| (r, e.shown.clone()));
+            assert_eq!(got, want, "{}", p.display());
         }
     }
 
