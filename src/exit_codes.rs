@@ -34,6 +34,8 @@ pub const DOCTOR_FAILED: u8 = 7;
 pub const DECLINED: u8 = 8;
 /// The policy asks a human first (`policy check`: the decision is ask). Nothing ran.
 pub const APPROVAL_REQUIRED: u8 = 9;
+/// `clawden run`: the command ran past its timeout (every process of it was killed).
+pub const RUN_TIMEOUT: u8 = 124;
 /// `clawden exec`: the command was started but clawden lost it (the container died during the
 /// call, no exit status). The command's own codes pass through otherwise.
 pub const EXEC_CLAWDEN_ERROR: u8 = 125;
@@ -113,6 +115,10 @@ pub const TABLE: &[(u8, &str)] = &[
         "the policy requires a human's approval first (policy check: ask); nothing ran",
     ),
     (
+        RUN_TIMEOUT,
+        "run: the command timed out (its whole process tree was killed); otherwise run exits with the command's own status",
+    ),
+    (
         EXEC_CLAWDEN_ERROR,
         "exec: the command started but clawden lost it (container died); otherwise exec exits with the command's own status",
     ),
@@ -134,14 +140,14 @@ mod tests {
             );
             assert_ne!(code, OK);
         }
-        // The table documents exactly the classes plus success.
-        assert_eq!(TABLE.len(), ErrorClass::ALL.len() + 1);
+        // The table documents exactly the classes plus success and run's timeout.
+        assert_eq!(TABLE.len(), ErrorClass::ALL.len() + 2);
     }
 
     #[test]
     fn the_table_is_fixed() {
         // Scripts depend on these numbers: changing one is a breaking change.
         let codes: Vec<u8> = TABLE.iter().map(|(c, _)| *c).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 125]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 124, 125]);
     }
 }

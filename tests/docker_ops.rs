@@ -441,6 +441,7 @@ fn prune_removes_exactly_the_idle_and_old_ones_by_their_own_agents_settings() {
                         match r.reason.unwrap() {
                             PruneReason::Idle { .. } => "idle",
                             PruneReason::MaxAge { .. } => "maxAge",
+                            PruneReason::RunGone => "runGone",
                         },
                     )
                 })

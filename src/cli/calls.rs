@@ -38,6 +38,9 @@ pub struct ExecArgs {
     /// One JSON document on stdout instead of streaming the output.
     #[arg(long)]
     pub json: bool,
+    /// Run in the sandbox of a run kept by `clawden run --keep-on-failure` (its key).
+    #[arg(long, value_name = "KEY", conflicts_with_all = ["session", "agent"])]
+    pub run: Option<String>,
     /// The command; its words are joined with spaces and run by `/bin/sh -lc`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -135,10 +138,30 @@ pub fn exec_json(o: &ExecOutcome) -> serde_json::Value {
     .unwrap_or_default()
 }
 
-pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
-    let ctx = match Context::load(g) {
-        Ok(c) => c,
-        Err(e) => return config_error(a.json, &e),
+pub fn exec(g: &GlobalArgs, mut a: ExecArgs) -> ExitCode {
+    let ctx = match &a.run {
+        // A kept run: planned with its own profile, file and layer, under its key.
+        Some(key) => match super::run::kept_context(g, key) {
+            Ok(c) => {
+                a.session = Some(key.clone());
+                c
+            }
+            Err(message) => {
+                return super::errors::fail(
+                    a.json,
+                    &CliFailure {
+                        class: ErrorClass::Usage,
+                        code: "unknown_run",
+                        message,
+                        fix: "list kept runs under the state directory's runs/".into(),
+                    },
+                );
+            }
+        },
+        None => match Context::load(g) {
+            Ok(c) => c,
+            Err(e) => return config_error(a.json, &e),
+        },
     };
     let mut env = std::collections::BTreeMap::new();
     for kv in &a.env {

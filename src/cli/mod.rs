@@ -9,6 +9,7 @@ pub mod errors;
 mod explain;
 mod ops;
 mod policy;
+mod run;
 mod serve;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
@@ -70,6 +71,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Serve the HTTP/1.1 + JSON API on a Unix socket for a gateway (see api/openapi.yaml).
     Serve(serve::ServeArgs),
+    /// Run one command in a brand-new disposable sandbox on a workspace (for CI): output
+    /// streamed, the command's exit status, nothing left behind.
+    Run(run::RunArgs),
     /// Ask the policy whether a command, tool or path would be allowed (never runs anything).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -172,6 +176,7 @@ pub fn run() -> ExitCode {
         Command::Doctor(a) => doctor::run(&cli.global, a),
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Policy(c) => policy::run(&cli.global, c),
+        Command::Run(a) => run::run(&cli.global, a),
     }
 }
 

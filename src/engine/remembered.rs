@@ -63,7 +63,7 @@ pub struct Record {
 }
 
 /// `/proc/<pid>/stat` field 22, after the command name (which may hold anything).
-fn start_time(pid: i32) -> Option<u64> {
+pub fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
     // After ')': state is field 3, so starttime (22) is the 20th of these.

@@ -7,8 +7,10 @@ pub mod files;
 pub mod fresh;
 pub mod mounting;
 pub mod ops;
+pub mod run;
 pub mod service;
 pub mod state;
+pub mod workcopy;
 
 use crate::config::resolve::EffectiveSandbox;
 use crate::config::{Env, LoadedConfig};

@@ -67,6 +67,8 @@ pub enum PruneReason {
     /// Created longer ago than `maxAgeDays`.
     #[serde(rename_all = "camelCase")]
     MaxAge { age_seconds: u64, max_age_days: u64 },
+    /// A disposable sandbox (`clawden run`) whose clawden is gone.
+    RunGone,
 }
 
 impl std::fmt::Display for PruneReason {
@@ -88,6 +90,7 @@ impl std::fmt::Display for PruneReason {
                 "age {} > maxAgeDays {max_age_days}",
                 human_duration(*age_seconds)
             ),
+            PruneReason::RunGone => write!(f, "its `clawden run` is gone"),
         }
     }
 }
@@ -364,6 +367,12 @@ impl Supervisor {
         let all = self.own_sandboxes().await?;
         let mut out = Vec::new();
         for c in all {
+            // A disposable sandbox in use by a live `clawden run` is that run's to remove.
+            if super::run::Owner::parse(label(&c, super::run::OWNER_LABEL))
+                .is_some_and(|o| o.alive())
+            {
+                continue;
+            }
             let decide = |last_used: Option<u64>| {
                 let (idle_h, age_d) = self.prune_settings(&c);
                 let created = created_ms(&c);
@@ -394,6 +403,14 @@ impl Supervisor {
             });
         }
         if !dry_run {
+            for (key, container) in self.sweep_runs().await? {
+                out.push(Removed {
+                    name: container.unwrap_or_else(|| key.clone()),
+                    scope_key: key,
+                    agent_id: String::new(),
+                    reason: Some(PruneReason::RunGone),
+                });
+            }
             self.sweep_staging().await?;
         }
         Ok(out)
@@ -498,6 +515,7 @@ mod tests {
             let rule = got.map(|r| match r {
                 PruneReason::Idle { .. } => "idle",
                 PruneReason::MaxAge { .. } => "maxAge",
+                PruneReason::RunGone => "runGone",
             });
             assert_eq!(
                 rule, want,
