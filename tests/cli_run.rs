@@ -299,3 +299,89 @@ fn concurrent_runs_do_not_share_and_a_kept_run_can_be_entered_and_removed() {
     assert!(o.status.success(), "{o:?}");
     nothing_left(&w, &sw.prefix);
 }
+
+/// The `clawden run` lines of README's CI snippets, run as a CI runner would (in the checkout,
+/// `clawden` on PATH), on a checkout with the scripts they name; and GitHub's groups.
+#[test]
+fn the_readme_ci_snippets_run() {
+    image();
+    let sw = sweep("run-rd");
+    let w = World::new();
+    let c = cfg(&w, &sw.prefix);
+    let ws = w.path("ws");
+    std::fs::create_dir_all(ws.join("ci")).unwrap();
+    for (name, body) in [
+        ("test.sh", "#!/bin/sh\necho tests ran in $(pwd)\n"),
+        ("build.sh", "#!/bin/sh\necho built > artifact.txt\n"),
+    ] {
+        let p = ws.join("ci").join(name);
+        std::fs::write(&p, body).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    if nix::unistd::geteuid().is_root() {
+        for p in ["ci", "ci/test.sh", "ci/build.sh"] {
+            std::os::unix::fs::chown(ws.join(p), Some(1000), Some(1000)).unwrap();
+        }
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_clawden"))
+        .parent()
+        .unwrap();
+    let mut ran = 0;
+    for snippet in ["github", "gitlab"] {
+        let marker = format!("<!-- ci-snippet: {snippet} -->");
+        let block = readme.split(&marker).nth(1).expect("snippet in README");
+        let block = block.split("```").nth(1).unwrap();
+        for line in block.lines().filter(|l| l.contains("clawden run")) {
+            let line = line
+                .trim()
+                .trim_start_matches("- run:")
+                .trim_start_matches("- ")
+                .trim();
+            let line = line.strip_prefix("sudo ").unwrap_or(line);
+            let _ = std::fs::remove_file(ws.join("artifact.txt"));
+            let o = Command::new("sh")
+                .args(["-c", line])
+                .current_dir(&ws)
+                .env(
+                    "PATH",
+                    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+                )
+                .env("CLAWDEN_HOME", w.path("state"))
+                .env("CLAWDEN_CONFIG", &c)
+                .env(
+                    "GITHUB_ACTIONS",
+                    if snippet == "github" { "true" } else { "" },
+                )
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{snippet}: {line}: {o:?}");
+            if line.contains("test.sh") {
+                assert!(text(&o.stdout).contains("tests ran in /workspace"), "{o:?}");
+                if snippet == "github" {
+                    let out = text(&o.stdout);
+                    let setup = out.find("::group::clawden: setup").expect("setup group");
+                    let ran_at = out.find("tests ran").unwrap();
+                    let teardown = out
+                        .find("::group::clawden: teardown")
+                        .expect("teardown group");
+                    assert!(setup < ran_at && ran_at < teardown, "{out}");
+                }
+            }
+            if line.contains("build.sh") {
+                assert_eq!(
+                    std::fs::read_to_string(ws.join("artifact.txt")).unwrap(),
+                    "built\n"
+                );
+                let j: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(ws.join("run.json")).unwrap()).unwrap();
+                assert_eq!(j["exitCode"], 0);
+            }
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 4);
+    nothing_left(&w, &sw.prefix);
+}

@@ -156,14 +156,15 @@ fn main() {
         prefix: format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]),
         state: dir.path().to_path_buf(),
     };
-    // `--only a,b`: run only these parts (lib-exec, cli-exec, first-call, files, parallel, memory).
+    // `--only a,b`: run only these parts (lib-exec, cli-exec, first-call, run, files, parallel,
+    // memory).
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only: Option<Vec<String>> = match args.as_slice() {
         [] => None,
         [flag, list] if flag == "--only" => Some(list.split(',').map(String::from).collect()),
         _ => {
             eprintln!(
-                "usage: clawden-bench [--only lib-exec,cli-exec,first-call,files,parallel,memory]"
+                "usage: clawden-bench [--only lib-exec,cli-exec,first-call,run,files,parallel,memory]"
             );
             std::process::exit(2);
         }
@@ -352,6 +353,53 @@ async fn run(prefix: &str, dir: &std::path::Path, only: Option<&[String]>) -> Ve
             docker: b,
             ratio: a / b,
             note: "vs docker run --rm (hardened)".into(),
+        });
+    }
+
+    // 2b. `clawden run -- true` (a CLI process: a new disposable sandbox, the call, teardown)
+    // vs `docker run --rm` with the same hardening.
+    let rounds = if want("run") { 10 } else { 0 };
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let run_cfg = dir.join("run-config.json5");
+    std::fs::write(
+        &run_cfg,
+        format!(
+            r#"{{ agents: {{ defaults: {{ sandbox: {{ docker: {{ containerPrefix: "{prefix}" }} }} }} }} }}"#
+        ),
+    )
+    .unwrap();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let o = Command::new(&cli)
+            .args(["run", "--config", run_cfg.to_str().unwrap(), "--workspace"])
+            .arg(dir.join("ws"))
+            .args(["--", "true"])
+            .env("CLAWDEN_HOME", dir.join("state"))
+            .output()
+            .expect("clawden run");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        ours.push(ms(t.elapsed()));
+        let t = Instant::now();
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(HARDENED);
+        args.extend_from_slice(&[
+            "--tmpfs",
+            "/tmp:size=64m",
+            clawden::images::MINIMAL_TAG,
+            "true",
+        ]);
+        docker(&args);
+        theirs.push(ms(t.elapsed()));
+    }
+    if rounds > 0 {
+        let (a, b) = (pct(&mut ours, 0.5), pct(&mut theirs, 0.5));
+        lines.push(Line {
+            name: format!("clawden run -- true p50 (n={rounds})"),
+            unit: "ms".into(),
+            clawden: a,
+            docker: b,
+            ratio: a / b,
+            note: "CLI process, sandbox created and removed, vs docker run --rm (hardened)".into(),
         });
     }
 
