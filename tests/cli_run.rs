@@ -106,6 +106,7 @@ fn exit_codes_pass_through_and_nothing_is_left() {
     let j = json(&o);
     assert_eq!(j["exitCode"], 4);
     assert_eq!(j["stdoutBytes"], 3);
+    assert_eq!(j["via"], "agent");
     assert!(j["container"].as_str().unwrap().starts_with(&sw.prefix));
     assert!(text(&o.stderr).contains("hi\n"));
     // A clawden failure before the command: its documented code.

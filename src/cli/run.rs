@@ -173,6 +173,8 @@ struct Summary {
     stderr_bytes: u64,
     container: String,
     image: String,
+    /// Which path ran the command (`agent`, or `engine` when the agent was unavailable).
+    via: Option<crate::exec::Via>,
     kept: bool,
     copied_back: Option<workcopy::CopyBack>,
     timings: Timings,
@@ -450,6 +452,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> ExitCode {
                 stderr_bytes: o.as_ref().map_or(0, |o| o.stderr_bytes),
                 container: ensured.container_name.clone(),
                 image: plan.container.image.clone(),
+                via: o.as_ref().map(|o| o.via),
                 kept: keep,
                 copied_back,
                 timings,
