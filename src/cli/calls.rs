@@ -355,12 +355,16 @@ pub fn write(g: &GlobalArgs, a: WriteArgs) -> ExitCode {
     };
     // Read at most one byte over the session's write cap: a huge input never fills memory, and
     // the supervisor refuses what is over the cap.
-    let (main_key, scope) = crate::config::resolve::session_settings(&ctx.config);
+    let (default_agent, scope) = crate::config::resolve::session_settings(&ctx.config);
     // A malformed session key is reported by the supervisor below; the cap then does not matter.
-    let agent =
-        crate::decide::resolve_session(a.session.as_deref(), a.agent.as_deref(), &main_key, scope)
-            .map(|s| s.agent_id)
-            .unwrap_or_else(|_| "main".into());
+    let agent = crate::decide::resolve_session(
+        a.session.as_deref(),
+        a.agent.as_deref(),
+        &default_agent,
+        scope,
+    )
+    .map(|s| s.agent_id)
+    .unwrap_or(default_agent);
     let limit = crate::config::resolve(&ctx.config, &agent, &ctx.env)
         .calls
         .max_write_bytes
