@@ -38,7 +38,10 @@ pub struct ExecArgs {
     /// One JSON document on stdout instead of streaming the output.
     #[arg(long)]
     pub json: bool,
-    /// The command; its words are joined with spaces and run by `/bin/sh -lc`.
+    /// The command, run by `/bin/sh -c` (never a login shell). One word is a shell string
+    /// (`-- 'echo hi; exit 3'`); several words are an argv: each is single-quoted and they are
+    /// joined, so `-- sh -c 'echo hi'` runs sh with `-c` and `echo hi`, and quotes, spaces, `$`,
+    /// newlines and empty words arrive as written.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -181,7 +184,7 @@ pub fn exec(g: &GlobalArgs, a: ExecArgs) -> ExitCode {
         stdin,
         session: a.session.clone(),
         agent: a.agent.clone(),
-        command: a.command.join(" "),
+        command: crate::exec::argv::command_from_words(&a.command),
         workdir: a.workdir.clone(),
         env,
         timeout: a.timeout.map(Duration::from),
