@@ -27,6 +27,13 @@ fn cfg(layers: &[(&str, &str)]) -> LoadedConfig {
     }
 }
 
+/// A table row: (config text or snippet, expected value, expected (name, value) pairs).
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
 fn key(s: &Source) -> &str {
     match s {
         Source::Key { key, .. } => key,
@@ -132,7 +139,7 @@ fn entries_form_is_read_and_wins_over_list() {
 #[test]
 fn the_default_agent_and_its_workspace() {
     // (config, default agent, [(agent, workspace)])
-    let table: &[(&str, &str, &[(&str, &str)])] = &[
+    let table: &[Case] = &[
         (
             "{}",
             "main",
@@ -254,7 +261,7 @@ fn legacy_per_session_maps_to_scope_with_a_warning() {
 #[test]
 fn a_global_env_replaces_the_default_lang() {
     // (global env, agent env) → env
-    let table: &[(&str, &str, &[(&str, &str)])] = &[
+    let table: &[Case] = &[
         ("", "", &[("LANG", "C.UTF-8")]),
         ("env: { A: \"1\" }", "", &[("A", "1")]),
         ("env: {}", "", &[]),
