@@ -307,11 +307,13 @@ pub fn compat_warnings(cfg: &LoadedConfig) -> Vec<String> {
     let mut out = Vec::new();
     for layer in &cfg.layers {
         let origin = &layer.origin;
+        // Writing the value it always has ("main") changes nothing and is not worth a warning.
         if let Some(k) = layer
             .file
             .session
             .as_ref()
             .and_then(|s| s.main_key.as_ref())
+            .filter(|k| !k.trim().eq_ignore_ascii_case(DEFAULT_MAIN_KEY))
         {
             out.push(format!(
                 "session.mainKey {k:?} is ignored ({origin}): the main session is always \"{DEFAULT_MAIN_KEY}\", as in OpenClaw"

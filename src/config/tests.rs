@@ -421,8 +421,13 @@ fn session_settings_are_read_and_main_key_is_ignored_with_a_warning() {
         ]
     );
     assert_eq!(resolve(&c, "main", &env()).compat_warnings, w);
-    let none = cfg(&[("f", r#"{ session: { scope: "global" } }"#)]);
-    assert!(super::resolve::compat_warnings(&none).is_empty());
+    for quiet in [
+        r#"{ session: { scope: "global" } }"#,
+        r#"{ session: { mainKey: " Main " } }"#,
+    ] {
+        let c = cfg(&[("f", quiet)]);
+        assert!(super::resolve::compat_warnings(&c).is_empty(), "{quiet}");
+    }
 }
 
 #[test]
