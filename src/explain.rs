@@ -26,7 +26,12 @@ pub struct Explanation {
     pub agent_workspace: PathBuf,
     pub sandbox_workspace: PathBuf,
     pub scope_key: String,
+    /// The naming epoch new containers get (`legacy` or `workspace`).
+    pub naming: crate::config::Naming,
     pub container_name: String,
+    /// The config's default agent (first `agents.list` entry with `default: true`, else the
+    /// first entry, else `main`); it owns `agents.defaults.workspace`.
+    pub default_agent: String,
     pub image: String,
     pub workdir: String,
     pub network: String,
@@ -154,6 +159,7 @@ pub fn explain(
     sources.insert("workspaceAccess".into(), src(&eff.workspace_access.source));
     sources.insert("workspaceRoot".into(), src(&eff.workspace_root.source));
     sources.insert("workspace".into(), src(&eff.agent_workspace.source));
+    sources.insert("naming".into(), src(&eff.naming.source));
     sources.insert("image".into(), src(&d.image.source));
     sources.insert("workdir".into(), src(&d.workdir.source));
     sources.insert("network".into(), src(&d.network.source));
@@ -206,7 +212,11 @@ pub fn explain(
     });
     fix_its.push(FixIt {
         key: key_or(&eff.workspace_access.source, "agents.defaults.sandbox.workspaceAccess"),
-        hint: "\"none\", \"ro\" (agent workspace read-only at /agent) or \"rw\" (agent workspace at the workdir)".into(),
+        hint: "\"none\", \"ro\" (nothing writable: sandbox workspace read-only at the workdir, agent workspace read-only at /agent) or \"rw\" (agent workspace at the workdir)".into(),
+    });
+    fix_its.push(FixIt {
+        key: key_or(&eff.naming.source, "agents.defaults.sandbox.naming"),
+        hint: "\"legacy\" (scope key as is, slug names) or \"workspace\" (newer OpenClaw: scope keys qualified with the agent workspace's hash, workspace-<32 hex> names)".into(),
     });
     fix_its.push(FixIt {
         key: key_or(&eff.tool_deny.source, "tools.sandbox.tools.deny"),
@@ -226,7 +236,9 @@ pub fn explain(
         agent_workspace: plan.agent_workspace.clone(),
         sandbox_workspace: plan.sandbox_workspace.clone(),
         scope_key: plan.scope_key.clone(),
+        naming: eff.naming.value,
         container_name: c.name.clone(),
+        default_agent: eff.default_agent.clone(),
         image: c.image.clone(),
         workdir: c.workdir.clone(),
         network: c.network.clone(),
@@ -360,7 +372,16 @@ pub fn render_human(e: &Explanation) -> String {
             ""
         }
     );
-    let _ = writeln!(w, "  agent              {}", escape(&e.agent_id));
+    let _ = writeln!(
+        w,
+        "  agent              {}{}",
+        escape(&e.agent_id),
+        if e.agent_id == e.default_agent {
+            " (default agent)"
+        } else {
+            ""
+        }
+    );
     let why = match (e.sandboxed, e.mode) {
         (false, crate::config::Mode::Off) => {
             "mode \"off\": runs on the host, confined to the agent workspace"
@@ -391,6 +412,12 @@ pub fn render_human(e: &Explanation) -> String {
         from(e, "workspaceAccess")
     );
     let _ = writeln!(w, "  scope key          {}", escape(&e.scope_key));
+    let _ = writeln!(
+        w,
+        "  naming             {}{}",
+        json_str(&e.naming),
+        from(e, "naming")
+    );
     let _ = writeln!(
         w,
         "  container          {}{}",

@@ -52,10 +52,7 @@ fn exit_codes_pass_through_and_errors_use_the_shared_table() {
             "--session",
             "g",
             "--",
-            "echo",
-            "hi;",
-            "exit",
-            "3",
+            "echo hi; exit 3",
         ],
     );
     assert_eq!(o.status.code(), Some(3));
@@ -137,6 +134,81 @@ fn exit_codes_pass_through_and_errors_use_the_shared_table() {
         ],
     );
     assert_eq!(o.status.code(), Some(5));
+}
+
+/// Several words after `--` are an argv: each arrives as one argument, whatever it holds
+/// (`printf '[%s]\n' WORD…` prints each between brackets). One word stays a shell string.
+#[test]
+fn several_words_keep_their_argv_one_word_is_a_shell_string() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { engine().await });
+    let sw = sweep("cliargv");
+    let w = World::new();
+    let c = cfg(&w, &sw.prefix, "all");
+    let c = c.to_str().unwrap();
+    let words = [
+        "",
+        "two words",
+        "it's",
+        "\"double\"",
+        "$HOME",
+        "$(echo no)",
+        "line1\nline2",
+        "*",
+        "a\\b",
+        "",
+    ];
+    let mut args = vec![
+        "exec",
+        "--config",
+        c,
+        "--session",
+        "g",
+        "--",
+        "printf",
+        "[%s]\n",
+    ];
+    args.extend_from_slice(&words);
+    let o = clawden(&w, &args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let want: String = words.iter().map(|w| format!("[{w}]\n")).collect();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), want);
+    // The ssh pitfall: `sh -c 'echo hi'` runs sh with "-c" and "echo hi".
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--",
+            "sh",
+            "-c",
+            "echo hi",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n");
+    // One word is the shell string itself: `$` expands, `;` separates.
+    let o = clawden(
+        &w,
+        &[
+            "exec",
+            "--config",
+            c,
+            "--session",
+            "g",
+            "--",
+            "x=1; echo \"[$x]\"",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "[1]\n");
 }
 
 #[test]

@@ -56,7 +56,7 @@ fn main_session_runs_on_host_under_non_main() {
 }
 
 #[test]
-fn group_session_is_sandboxed_with_ro_agent_mount() {
+fn group_session_is_sandboxed_with_ro_mounts() {
     let o = clawden(&[
         "explain",
         "--config",
@@ -79,7 +79,8 @@ fn group_session_is_sandboxed_with_ro_agent_mount() {
         .collect();
     assert_eq!(mounts.len(), 2, "{all:?}");
     assert_eq!(mounts[0]["container"], "/workspace");
-    assert_eq!(mounts[0]["access"], "rw");
+    // workspaceAccess "ro": nothing of the workspace is writable (OC).
+    assert_eq!(mounts[0]["access"], "ro");
     assert_eq!(mounts[0]["source"], "workspace");
     assert_eq!(mounts[1]["host"], "/nonexistent-clawden-fixture/ws");
     assert_eq!(mounts[1]["container"], "/agent");
@@ -164,9 +165,10 @@ fn per_agent_overrides_apply() {
     let j = json(&o);
     assert_eq!(j["workspaceAccess"], "ro");
     assert_eq!(j["limits"]["memory"], 2u64 << 30);
+    // Not the default agent: under agents.defaults.workspace (OC).
     assert_eq!(
         j["agentWorkspace"],
-        "/nonexistent-clawden-fixture/state/workspace-reviewer"
+        "/nonexistent-clawden-fixture/ws/reviewer"
     );
     insta::assert_snapshot!(
         "agents_coder_human",
@@ -403,4 +405,207 @@ fn help_snapshot() {
     insta::assert_snapshot!("help", stdout(&o));
     let o = clawden(&["explain", "--help"]);
     insta::assert_snapshot!("explain_help", stdout(&o));
+}
+
+/// `explain` of one OpenClaw-compatibility case (tests/fixtures/oc/<name>.json5): the JSON to
+/// assert on, and the human output as a snapshot.
+fn oc_case(name: &str, extra: &[&str]) -> serde_json::Value {
+    let path = format!("{FIXTURES}/oc/{name}.json5");
+    let mut args = vec!["explain", "--config", path.as_str()];
+    args.extend_from_slice(extra);
+    let human = clawden(&args);
+    assert_eq!(
+        human.status.code(),
+        Some(0),
+        "{name}: {}",
+        String::from_utf8_lossy(&human.stderr)
+    );
+    insta::assert_snapshot!(format!("oc_{name}"), stdout(&human));
+    args.push("--json");
+    json(&clawden(&args))
+}
+
+fn warnings(j: &serde_json::Value) -> Vec<String> {
+    j["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn oc_main_key_is_ignored_with_a_warning() {
+    // "home" would be the main session (on the host under non-main) if mainKey were honoured.
+    let j = oc_case("main-key", &["--session", "home"]);
+    assert_eq!(j["sessionKey"], "agent:main:home");
+    assert_eq!(j["isMainSession"], false);
+    assert_eq!(j["sandboxed"], true);
+    assert_eq!(j["mainSessionKey"], "agent:main:main");
+    assert!(
+        warnings(&j)
+            .iter()
+            .any(|w| w.starts_with("session.mainKey \"home\" is ignored")),
+        "{j}"
+    );
+}
+
+#[test]
+fn oc_default_agent_owns_the_default_workspace() {
+    let j = oc_case("default-agent", &["--agent", "ops"]);
+    assert_eq!(j["defaultAgent"], "work");
+    assert_eq!(j["agentWorkspace"], "/nonexistent-clawden-fixture/ws/ops");
+    assert!(
+        j["sources"]["workspace"]
+            .as_str()
+            .unwrap()
+            .starts_with("agents.defaults.workspace + \"/ops\"")
+    );
+    let path = format!("{FIXTURES}/oc/default-agent.json5");
+    let work = json(&clawden(&["explain", "--config", &path, "--json"]));
+    assert_eq!(work["agentId"], "work");
+    assert_eq!(work["sessionKey"], "agent:work:main");
+    assert_eq!(work["agentWorkspace"], "/nonexistent-clawden-fixture/ws");
+    let main = json(&clawden(&[
+        "explain", "--config", &path, "--agent", "main", "--json",
+    ]));
+    assert_eq!(
+        main["agentWorkspace"],
+        "/nonexistent-clawden-fixture/ws/main"
+    );
+    let own = json(&clawden(&[
+        "explain", "--config", &path, "--agent", "own", "--json",
+    ]));
+    assert_eq!(own["agentWorkspace"], "/nonexistent-clawden-fixture/own");
+}
+
+#[test]
+fn oc_legacy_per_session_maps_to_scope_session() {
+    let j = oc_case("legacy", &["--session", "g"]);
+    assert_eq!(j["scope"], "session");
+    assert_eq!(j["scopeKey"], "agent:main:g");
+    assert!(
+        j["sources"]["scope"]
+            .as_str()
+            .unwrap()
+            .starts_with("agents.defaults.sandbox.perSession")
+    );
+    assert!(
+        warnings(&j).iter().any(|w| w.starts_with(
+            "legacy key agents.defaults.sandbox.perSession: true is read as scope \"session\""
+        )),
+        "{j}"
+    );
+}
+
+#[test]
+fn oc_agent_ids_normalise_like_openclaw() {
+    let j = oc_case("normalise", &["--agent", "_BOT"]);
+    assert_eq!(j["agentId"], "_bot");
+    assert_eq!(j["scopeKey"], "agent:_bot");
+    assert_eq!(
+        j["limits"]["memory"],
+        256u64 << 20,
+        "the _Bot! entry applies"
+    );
+    assert!(
+        j["containerName"]
+            .as_str()
+            .unwrap()
+            .starts_with("clawden-sbx-agent-_bot-")
+    );
+}
+
+#[test]
+fn oc_global_env_replaces_lang() {
+    let j = oc_case("env", &[]);
+    assert_eq!(j["envKeys"], serde_json::json!(["TZ"]));
+}
+
+#[test]
+fn oc_long_prefix_is_accepted_and_cut_before_the_hash() {
+    let j = oc_case("long-prefix", &["--session", "telegram:group:-100123"]);
+    assert_eq!(j["problems"], serde_json::json!([]));
+    let name = j["containerName"].as_str().unwrap();
+    assert_eq!(name.len(), 63, "{name}");
+    assert!(name.starts_with("a-rather-long-container-prefix-for-sbx-agent-main-"));
+    let key = "agent:main:telegram:group:-100123";
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    };
+    assert!(name.ends_with(&format!("-{}", &hash[..8])), "{name}");
+}
+
+#[test]
+fn oc_both_naming_epochs() {
+    let j = oc_case("naming-workspace", &["--session", "g"]);
+    assert_eq!(j["naming"], "workspace");
+    let ws_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(b"/nonexistent-clawden-fixture/ws"))
+    };
+    let key = format!("agent:main:g:workspace:{}", &ws_hash[..32]);
+    assert_eq!(j["scopeKey"], key.as_str());
+    let name_hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(key.as_bytes()))
+    };
+    assert_eq!(
+        j["containerName"],
+        format!("clawden-sbx-workspace-{}", &name_hash[..32]).as_str()
+    );
+    // A gateway of that epoch hands the qualified key: the same session, the same container.
+    let path = format!("{FIXTURES}/oc/naming-workspace.json5");
+    let q = json(&clawden(&[
+        "explain",
+        "--config",
+        &path,
+        "--session",
+        &key,
+        "--json",
+    ]));
+    assert_eq!(q["sessionKey"], "agent:main:g");
+    assert_eq!(q["containerName"], j["containerName"]);
+    // ... but one qualified with another workspace's hash is refused.
+    let other = format!("agent:main:g:workspace:{}", "0".repeat(32));
+    let o = clawden(&["explain", "--config", &path, "--session", &other, "--json"]);
+    assert_eq!(o.status.code(), Some(4));
+    let p = json(&o);
+    assert!(
+        p["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("qualified with workspace hash"),
+        "{p}"
+    );
+    // The legacy epoch (the default) of the same session: slug names.
+    let legacy = json(&clawden(&[
+        "explain",
+        "--config",
+        &fixture("basic"),
+        "--session",
+        "g",
+        "--json",
+    ]));
+    assert_eq!(legacy["naming"], "legacy");
+    assert_eq!(legacy["scopeKey"], "agent:main");
+}
+
+#[test]
+fn oc_entries_win_over_list() {
+    let j = oc_case("entries-and-list", &["--agent", "work", "--session", "g"]);
+    assert_eq!(j["scope"], "session");
+    assert!(
+        j["sources"]["scope"]
+            .as_str()
+            .unwrap()
+            .starts_with("agents.entries.work.sandbox.scope")
+    );
+    assert!(
+        warnings(&j)
+            .iter()
+            .any(|w| w.starts_with("agents.list is ignored")),
+        "{j}"
+    );
 }

@@ -66,7 +66,7 @@ fn files_round_trip_and_hostile_paths_are_refused() {
         let sw = sweep("files");
         let w = World::new();
         std::fs::write(w.path("ws/agent-note"), "from the agent workspace").unwrap();
-        let s = w.supervisor(engine().await, w.config(&sw.prefix, r#"workspaceAccess: "ro","#, ""));
+        let s = w.supervisor(engine().await, w.config(&sw.prefix, "", ""));
         // Written by clawden, seen by the container, owned by the sandbox user.
         let r = s.write(write("dir/hello.txt", b"hi\x00\xff")).await;
         assert_eq!(code(r), "not_found", "parent missing and no mkdir");
@@ -78,9 +78,13 @@ fn files_round_trip_and_hostile_paths_are_refused() {
         assert_eq!((got.content.as_slice(), got.size, got.truncated), (&b"hi\x00\xff"[..], 4, false));
         let got = s.read(ReadRequest { offset: 1, length: Some(2), ..read("dir/hello.txt") }).await.unwrap();
         assert_eq!(got.content, b"i\x00");
-        // The agent workspace is read-only at /agent: readable, never writable.
-        assert_eq!(s.read(read("/agent/agent-note")).await.unwrap().content, b"from the agent workspace");
-        assert_eq!(code(s.write(write("/agent/agent-note", b"x")).await), "read_only_mount");
+        // workspaceAccess "ro" (its own session-scoped sandbox): the agent workspace is readable at
+        // /agent, and nothing of the workspace is writable, the workdir included (OC).
+        let ro = w.supervisor(engine().await, w.config(&sw.prefix, r#"workspaceAccess: "ro", scope: "session","#, ""));
+        assert_eq!(ro.read(read("/agent/agent-note")).await.unwrap().content, b"from the agent workspace");
+        assert_eq!(code(ro.write(write("/agent/agent-note", b"x")).await), "read_only_mount");
+        assert_eq!(code(ro.write(write("new.txt", b"x")).await), "read_only_mount");
+        assert_eq!(code(ro.write(write("/workspace/new.txt", b"x")).await), "read_only_mount");
         assert_eq!(std::fs::read_to_string(w.path("ws/agent-note")).unwrap(), "from the agent workspace");
         // Not on a mount.
         for p in ["/etc/shadow", "../../etc/passwd", "/tmp/x", "/proc/self/environ", "/"] {
@@ -102,7 +106,7 @@ fn files_round_trip_and_hostile_paths_are_refused() {
         assert_eq!(code(s.read(read("fifo")).await), "special_file");
         assert!(t.elapsed() < std::time::Duration::from_secs(5));
         // Over the write cap.
-        let big = w.supervisor(engine().await, w.config(&sw.prefix, r#"workspaceAccess: "ro", calls: { maxWriteBytes: "1k" },"#, ""));
+        let big = w.supervisor(engine().await, w.config(&sw.prefix, r#"calls: { maxWriteBytes: "1k" },"#, ""));
         assert_eq!(code(big.write(write("big", &[0u8; 2048])).await), "too_large");
         // The audit log names paths, never contents.
         let log = std::fs::read_to_string(w.path("state/audit.log")).unwrap();

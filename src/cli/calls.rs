@@ -41,7 +41,10 @@ pub struct ExecArgs {
     /// Run in the sandbox of a run kept by `clawden run --keep-on-failure` (its key).
     #[arg(long, value_name = "KEY", conflicts_with_all = ["session", "agent"])]
     pub run: Option<String>,
-    /// The command; its words are joined with spaces and run by `/bin/sh -lc`.
+    /// The command, run by `/bin/sh -c` (never a login shell). One word is a shell string
+    /// (`-- 'echo hi; exit 3'`); several words are an argv: each is single-quoted and they are
+    /// joined, so `-- sh -c 'echo hi'` runs sh with `-c` and `echo hi`, and quotes, spaces, `$`,
+    /// newlines and empty words arrive as written.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -204,7 +207,7 @@ pub fn exec(g: &GlobalArgs, mut a: ExecArgs) -> ExitCode {
         stdin,
         session: a.session.clone(),
         agent: a.agent.clone(),
-        command: a.command.join(" "),
+        command: crate::exec::argv::command_from_words(&a.command),
         workdir: a.workdir.clone(),
         env,
         timeout: a.timeout.map(Duration::from),
@@ -378,12 +381,16 @@ pub fn write(g: &GlobalArgs, a: WriteArgs) -> ExitCode {
     };
     // Read at most one byte over the session's write cap: a huge input never fills memory, and
     // the supervisor refuses what is over the cap.
-    let (main_key, scope) = crate::config::resolve::session_settings(&ctx.config);
+    let (default_agent, scope) = crate::config::resolve::session_settings(&ctx.config);
     // A malformed session key is reported by the supervisor below; the cap then does not matter.
-    let agent =
-        crate::decide::resolve_session(a.session.as_deref(), a.agent.as_deref(), &main_key, scope)
-            .map(|s| s.agent_id)
-            .unwrap_or_else(|_| "main".into());
+    let agent = crate::decide::resolve_session(
+        a.session.as_deref(),
+        a.agent.as_deref(),
+        &default_agent,
+        scope,
+    )
+    .map(|s| s.agent_id)
+    .unwrap_or(default_agent);
     let limit = crate::config::resolve(&ctx.config, &agent, &ctx.env)
         .calls
         .max_write_bytes

@@ -7,6 +7,7 @@ mod doctor;
 mod engine_cmds;
 pub mod errors;
 mod explain;
+mod generate;
 mod ops;
 mod policy;
 mod run;
@@ -14,7 +15,7 @@ mod serve;
 
 use crate::config::{ConfigError, Env, LoadedConfig};
 use crate::exit_codes;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, FromArgMatches, Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,10 @@ pub enum Command {
     /// Ask the policy whether a command, tool or path would be allowed (never runs anything).
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Print shell completions (bash, zsh or fish) generated from this command line.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (roff) generated from this command line.
+    Man(generate::ManArgs),
 }
 
 fn exit_code_help() -> String {
@@ -149,7 +154,11 @@ pub fn config_error(json: bool, e: &ConfigError) -> ExitCode {
 }
 
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // Parsed through `generate::command()` so `--version` names the agent protocol too.
+    let parsed = generate::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {
@@ -177,6 +186,8 @@ pub fn run() -> ExitCode {
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Policy(c) => policy::run(&cli.global, c),
         Command::Run(a) => run::run(&cli.global, a),
+        Command::Completions(a) => generate::completions(a),
+        Command::Man(a) => generate::man(a),
     }
 }
 

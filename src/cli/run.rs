@@ -62,28 +62,6 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-/// The command words as one `sh -c` string: one word is a shell string already, several are
-/// each quoted so the command's argv is exactly these words.
-pub fn shell_words(words: &[String]) -> String {
-    if let [one] = words {
-        return one.clone();
-    }
-    words
-        .iter()
-        .map(|w| {
-            if !w.is_empty()
-                && w.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// The config layer a run adds on top of the profile and the user's file.
 fn layer(workspace: &std::path::Path, root: &std::path::Path, a: &RunArgs) -> String {
     let mut docker = serde_json::Map::new();
@@ -270,7 +248,7 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> ExitCode {
         );
     }
     let timeout = a.timeout.map(Duration::from);
-    let command = shell_words(&a.command);
+    let command = crate::exec::argv::command_from_words(&a.command);
     super::calls::runtime().block_on(async move {
         let sup = super::calls::supervisor(ctx).await;
         log.group("clawden: setup");
@@ -516,41 +494,4 @@ pub fn kept_context(g: &GlobalArgs, key: &str) -> Result<Context, String> {
     let config = g.config.clone().or(record.config.clone());
     let profile = g.profile.clone().or(record.profile.clone());
     run_context(config.as_deref(), profile.as_deref(), &record.layer).map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn several_words_keep_their_argv_one_word_is_a_shell_string() {
-        let w = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            shell_words(&w(&["make test && echo ok"])),
-            "make test && echo ok"
-        );
-        assert_eq!(
-            shell_words(&w(&["sh", "-c", "echo 'hi' $HOME", "", "a b\nc"])),
-            "sh -c 'echo '\\''hi'\\'' $HOME' '' 'a b\nc'"
-        );
-        // Round trip through a real shell.
-        let words = w(&[
-            "printf",
-            "[%s]",
-            "it's",
-            "$x",
-            "",
-            "a  b",
-            "new\nline",
-            "-n",
-        ]);
-        let out = std::process::Command::new("/bin/sh")
-            .args(["-c", &shell_words(&words)])
-            .output()
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout),
-            "[it's][$x][][a  b][new\nline][-n]"
-        );
-    }
 }

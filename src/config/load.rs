@@ -154,14 +154,59 @@ pub fn parse_config(text: &str, origin: &str) -> Result<FileConfig, ConfigError>
             message: "the config must be a JSON5 object".into(),
         });
     }
-    serde_path_to_error::deserialize::<_, FileConfig>(value).map_err(|e| {
+    let mut file = serde_path_to_error::deserialize::<_, FileConfig>(value).map_err(|e| {
         let key = e.path().to_string();
         ConfigError::Invalid {
             origin: origin.to_string(),
             key,
             message: humanize_serde_message(&e.inner().to_string()),
         }
-    })
+    })?;
+    if let Some(agents) = file.agents.as_mut().filter(|a| a.entries.is_some()) {
+        agents.entries_order = entries_order(text);
+    }
+    Ok(file)
+}
+
+/// The keys of `agents.entries` in the order the text writes them (a JSON value sorts them).
+/// The text has parsed already, so a failure here only loses the order.
+fn entries_order(text: &str) -> Vec<String> {
+    use serde::de::{Deserializer, MapAccess, Visitor};
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(k) = m.next_key::<String>()? {
+                        m.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Agents {
+        entries: Option<Keys>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Top {
+        agents: Option<Agents>,
+    }
+    json5::from_str::<Top>(text)
+        .ok()
+        .and_then(|t| t.agents)
+        .and_then(|a| a.entries)
+        .map(|k| k.0)
+        .unwrap_or_default()
 }
 
 /// serde says "unknown field `memroy`, expected one of ..."; operators think in keys.

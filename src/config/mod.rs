@@ -8,7 +8,7 @@ pub mod size;
 
 pub use load::{ConfigError, Env, LoadedConfig, load, parse_config};
 pub use resolve::{EffectiveSandbox, Source, Sourced, normalize_agent_id, resolve};
-pub use schema::{Mode, Scope, SessionScope, WorkspaceAccess};
+pub use schema::{Mode, Naming, Scope, SessionScope, WorkspaceAccess};
 pub use size::{ByteSize, Cpus};
 
 #[cfg(test)]

@@ -88,11 +88,17 @@ pub struct EffectiveSandbox {
     pub calls: EffectiveCalls,
     pub tool_allow: Sourced<Vec<String>>,
     pub tool_deny: Sourced<Vec<String>>,
-    pub main_key: String,
+    /// Which naming epoch new containers get (clawden's `naming` key).
+    pub naming: Sourced<Naming>,
+    /// The default agent of the config (it owns `agents.defaults.workspace`).
+    pub default_agent: String,
     pub session_scope: SessionScope,
     pub state_dir: PathBuf,
     /// Settings that were written but do not apply (shared scope ignores per-agent docker/prune).
     pub ignored: Vec<String>,
+    /// What the loader did the way OpenClaw's does, with a warning: an ignored `session.mainKey`,
+    /// legacy keys mapped, `agents.list` ignored beside `agents.entries`.
+    pub compat_warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,66 +171,194 @@ fn docker_of(s: &SandboxSection) -> Option<&DockerSection> {
     s.docker.as_ref()
 }
 
-/// Normalise an agent id to `[a-z0-9][a-z0-9_-]{0,63}`; empty → `main`. (OC)
+/// OpenClaw's agent-id normalisation (`normalizeAgentId`), reproduced rule for rule so the same
+/// configured id names the same agent (and the same containers) in both. (OC)
+///
+/// - trimmed empty → `main`;
+/// - an id that already matches `[a-z0-9][a-z0-9_-]{0,63}` ignoring case → lowercased;
+/// - else: lowercased (Unicode), each run of characters outside `[a-z0-9_-]` → one `-`,
+///   leading and trailing `-` stripped (a leading `_` stays), then cut to 64 characters
+///   (which may leave a trailing `-`), `main` if nothing is left.
 pub fn normalize_agent_id(raw: &str) -> String {
-    let lower = raw.trim().to_ascii_lowercase();
-    let mut out = String::with_capacity(lower.len());
-    let mut last_dash = false;
+    // JavaScript's trim(): Unicode white space and the byte-order mark.
+    let trimmed = raw.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    if trimmed.is_empty() {
+        return DEFAULT_AGENT.to_string();
+    }
+    let id_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let valid = trimmed.len() <= 64
+        && trimmed.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && trimmed.chars().all(id_char);
+    if valid {
+        return trimmed.to_ascii_lowercase();
+    }
+    let lower = trimmed.to_lowercase();
+    let mut collapsed = String::with_capacity(lower.len());
+    let mut in_run = false;
     for c in lower.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            out.push(c);
-            last_dash = c == '-';
-        } else if !last_dash {
-            out.push('-');
-            last_dash = true;
+        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+            collapsed.push(c);
+            in_run = false;
+        } else if !in_run {
+            collapsed.push('-');
+            in_run = true;
         }
     }
-    let trimmed = out.trim_matches(|c| c == '-' || c == '_');
-    let cut: String = trimmed.chars().take(64).collect();
-    let cut = cut.trim_end_matches(['-', '_']).to_string();
+    // Only ASCII is left: a character cut is a byte cut.
+    let stripped = collapsed.trim_matches('-');
+    let cut = &stripped[..stripped.len().min(64)];
     if cut.is_empty() {
         DEFAULT_AGENT.to_string()
     } else {
-        cut
+        cut.to_string()
     }
 }
 
-/// The session settings (`session.mainKey`, `session.scope`) over all layers.
-pub fn session_settings(cfg: &LoadedConfig) -> (String, SessionScope) {
-    let mut main_key = DEFAULT_MAIN_KEY.to_string();
-    let mut scope = SessionScope::PerSender;
-    for layer in &cfg.layers {
-        if let Some(s) = &layer.file.session {
-            if let Some(k) = &s.main_key {
-                let k = k.trim();
-                if !k.is_empty() {
-                    main_key = k.to_ascii_lowercase();
-                }
-            }
-            if let Some(sc) = s.scope {
-                scope = sc;
+/// One per-agent entry of a file, whichever form (`agents.list[]` or `agents.entries.<id>`)
+/// wrote it.
+struct AgentConfigEntry<'a> {
+    id: &'a str,
+    /// The entry's key path, e.g. `agents.list[0]` or `agents.entries.work`.
+    prefix: String,
+    default: bool,
+    workspace: &'a Option<String>,
+    sandbox: &'a Option<SandboxSection>,
+    tools: &'a Option<AgentTools>,
+}
+
+/// A file's per-agent entries in written order: `agents.entries` when the file has it (newer
+/// OpenClaw reads it instead of `agents.list`, never both), else `agents.list`. (OC)
+fn agent_entries(a: &AgentsSection) -> Vec<AgentConfigEntry<'_>> {
+    if let Some(map) = &a.entries {
+        // Written order, then any key the order probe missed (sorted), each once.
+        let mut keys: Vec<&String> = a
+            .entries_order
+            .iter()
+            .filter_map(|k| map.get_key_value(k).map(|(k, _)| k))
+            .collect();
+        keys.dedup();
+        for k in map.keys() {
+            if !keys.contains(&k) {
+                keys.push(k);
             }
         }
+        return keys
+            .into_iter()
+            .map(|k| {
+                let e = &map[k];
+                AgentConfigEntry {
+                    id: k,
+                    prefix: format!("agents.entries.{k}"),
+                    default: e.default == Some(true),
+                    workspace: &e.workspace,
+                    sandbox: &e.sandbox,
+                    tools: &e.tools,
+                }
+            })
+            .collect();
     }
-    (main_key, scope)
+    a.list
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, e)| AgentConfigEntry {
+            id: &e.id,
+            prefix: format!("agents.list[{i}]"),
+            default: e.default == Some(true),
+            workspace: &e.workspace,
+            sandbox: &e.sandbox,
+            tools: &e.tools,
+        })
+        .collect()
 }
 
-/// Every agent id the config names (normalised, sorted, deduplicated), plus `main`.
+/// The default agent (OC): in the highest layer that lists agents, the first entry with
+/// `default: true`, else the first entry; `main` when no layer lists any.
+pub fn default_agent(cfg: &LoadedConfig) -> String {
+    for layer in cfg.layers.iter().rev() {
+        let Some(a) = &layer.file.agents else {
+            continue;
+        };
+        let entries = agent_entries(a);
+        if let Some(e) = entries.iter().find(|e| e.default).or(entries.first()) {
+            return normalize_agent_id(e.id);
+        }
+    }
+    DEFAULT_AGENT.to_string()
+}
+
+/// The session settings over all layers: the default agent (whose main session is
+/// `agent:<id>:main`) and `session.scope`. `session.mainKey` is ignored (OC): the main session
+/// is always `main`; [`compat_warnings`] says so.
+pub fn session_settings(cfg: &LoadedConfig) -> (String, SessionScope) {
+    let mut scope = SessionScope::PerSender;
+    for layer in &cfg.layers {
+        if let Some(sc) = layer.file.session.as_ref().and_then(|s| s.scope) {
+            scope = sc;
+        }
+    }
+    (default_agent(cfg), scope)
+}
+
+/// Warnings for what the config says that clawden, like OpenClaw's loader, does not take as
+/// written: `session.mainKey` (ignored) and `agents.list` beside `agents.entries` (ignored).
+/// Legacy sandbox keys are reported per agent by [`resolve`].
+pub fn compat_warnings(cfg: &LoadedConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    for layer in &cfg.layers {
+        let origin = &layer.origin;
+        // Writing the value it always has ("main") changes nothing and is not worth a warning.
+        if let Some(k) = layer
+            .file
+            .session
+            .as_ref()
+            .and_then(|s| s.main_key.as_ref())
+            .filter(|k| !k.trim().eq_ignore_ascii_case(DEFAULT_MAIN_KEY))
+        {
+            out.push(format!(
+                "session.mainKey {k:?} is ignored ({origin}): the main session is always \"{DEFAULT_MAIN_KEY}\", as in OpenClaw"
+            ));
+        }
+        if let Some(a) = &layer.file.agents
+            && a.entries.is_some()
+            && a.list.is_some()
+        {
+            out.push(format!(
+                "agents.list is ignored ({origin}): agents.entries is set too and wins, as in OpenClaw"
+            ));
+        }
+    }
+    out
+}
+
+/// Every agent id the config names (normalised, sorted, deduplicated), plus `main` and the
+/// default agent.
 pub fn known_agents(cfg: &LoadedConfig) -> Vec<String> {
-    let mut ids = vec![DEFAULT_AGENT.to_string()];
+    let mut ids = vec![DEFAULT_AGENT.to_string(), default_agent(cfg)];
     for layer in &cfg.layers {
         if let Some(a) = &layer.file.agents {
-            for e in a.list.iter().flatten() {
-                ids.push(normalize_agent_id(&e.id));
-            }
-            for k in a.entries.iter().flat_map(|m| m.keys()) {
-                ids.push(normalize_agent_id(k));
-            }
+            ids.extend(agent_entries(a).iter().map(|e| normalize_agent_id(e.id)));
         }
     }
     ids.sort();
     ids.dedup();
     ids
+}
+
+fn legacy_scope(per_session: bool) -> Scope {
+    if per_session {
+        Scope::Session
+    } else {
+        Scope::Shared
+    }
+}
+
+fn scope_name(s: Scope) -> &'static str {
+    match s {
+        Scope::Session => "session",
+        Scope::Agent => "agent",
+        Scope::Shared => "shared",
+    }
 }
 
 /// Resolve the effective sandbox settings of `agent_id` (already normalised).
@@ -244,44 +378,26 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
             origin: origin.to_string(),
         };
         if let Some(agents) = &layer.file.agents {
-            // The keyed form is newer and wins over the list form within one file.
-            // Both per-agent forms, the keyed (newer) one first so it wins within one file.
-            let keyed = agents.entries.iter().flatten().map(|(k, e)| {
-                (
-                    k.as_str(),
-                    format!("agents.entries.{k}"),
-                    &e.workspace,
-                    &e.sandbox,
-                    &e.tools,
-                )
-            });
-            let listed = agents.list.iter().flatten().enumerate().map(|(i, e)| {
-                (
-                    e.id.as_str(),
-                    format!("agents.list[{i}]"),
-                    &e.workspace,
-                    &e.sandbox,
-                    &e.tools,
-                )
-            });
-            for (id, prefix, workspace, sandbox, tools) in keyed.chain(listed) {
-                if normalize_agent_id(id) != agent_id {
+            for e in agent_entries(agents) {
+                if normalize_agent_id(e.id) != agent_id {
                     continue;
                 }
-                if let Some(s) = sandbox {
+                let prefix = e.prefix;
+                if let Some(s) = e.sandbox {
                     agent_cands.push(Candidate {
                         prefix: format!("{prefix}.sandbox"),
                         origin,
                         section: s,
                     });
                 }
-                if let (None, Some(w)) = (&agent_workspace, workspace) {
+                if let (None, Some(w)) = (&agent_workspace, e.workspace) {
                     agent_workspace = Some(Sourced {
                         value: env.expand_tilde(w),
                         source: src(format!("{prefix}.workspace")),
                     });
                 }
-                if let Some(t) = tools
+                if let Some(t) = e
+                    .tools
                     .as_ref()
                     .and_then(|t| t.sandbox.as_ref())
                     .and_then(|t| t.tools.as_ref())
@@ -325,7 +441,46 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         })
         .collect();
 
-    let scope = pick(&all, "scope", |s| s.scope, Scope::Agent);
+    // `scope`, else the legacy `perSession` of the same section (mapped with a warning). (OC)
+    // Sections below the one that decides are never read, so they warn about nothing.
+    let mut compat = compat_warnings(cfg);
+    let mut scope = Sourced::default(Scope::Agent);
+    for c in &all {
+        let legacy = c.section.per_session.map(|p| (p, legacy_scope(p)));
+        if let (Some((p, _)), Some(s)) = (legacy, c.section.scope) {
+            compat.push(format!(
+                "legacy key {}.perSession: {p} is ignored ({}): {}.scope {:?} is set",
+                c.prefix,
+                c.origin,
+                c.prefix,
+                scope_name(s)
+            ));
+        }
+        let found = match (c.section.scope, legacy) {
+            (Some(s), _) => Some((s, "scope")),
+            (None, Some((p, s))) => {
+                compat.push(format!(
+                    "legacy key {}.perSession: {p} is read as scope {:?} ({}), as OpenClaw does; write {}.scope instead",
+                    c.prefix,
+                    scope_name(s),
+                    c.origin,
+                    c.prefix
+                ));
+                Some((s, "perSession"))
+            }
+            (None, None) => None,
+        };
+        if let Some((value, key)) = found {
+            scope = Sourced {
+                value,
+                source: Source::Key {
+                    key: format!("{}.{key}", c.prefix),
+                    origin: c.origin.to_string(),
+                },
+            };
+            break;
+        }
+    }
     let mut ignored = Vec::new();
     // Under shared scope only the global docker and prune settings apply. (OC)
     let docker_cands: Vec<Candidate<'_>> = if scope.value == Scope::Shared {
@@ -388,7 +543,14 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
 
     // Per-key merges: default, then globals (lowest first), then agents (lowest first).
     let mut env_map: BTreeMap<String, Sourced<String>> = BTreeMap::new();
-    env_map.insert("LANG".into(), Sourced::default("C.UTF-8".into()));
+    // A configured global env replaces the default `{LANG: "C.UTF-8"}` instead of merging with
+    // it (OC); agent env merges over whichever applies.
+    let global_env_set = global_cands
+        .iter()
+        .any(|c| docker_of(c.section).is_some_and(|d| d.env.is_some()));
+    if !global_env_set {
+        env_map.insert("LANG".into(), Sourced::default("C.UTF-8".into()));
+    }
     let mut ulimits: BTreeMap<String, Sourced<(i64, i64)>> = BTreeMap::new();
     ulimits.insert("nofile".into(), Sourced::default((1024, 4096)));
     ulimits.insert("core".into(), Sourced::default((0, 0)));
@@ -545,15 +707,26 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         |s| s.workspace_root.as_deref().map(|w| env.expand_tilde(w)),
         state_dir.join("sandboxes"),
     );
-    // Agent workspace (OC): the agent's own, else for the default agent agents.defaults.workspace,
-    // else a per-agent directory in the state dir (non-default agents never share the default's).
-    let agent_workspace = agent_workspace.unwrap_or_else(|| {
-        if agent_id == DEFAULT_AGENT {
-            default_workspace.unwrap_or_else(|| Sourced::default(state_dir.join("workspace")))
-        } else {
-            Sourced::default(state_dir.join(format!("workspace-{agent_id}")))
-        }
-    });
+    // Agent workspace (OC): the agent's own; else the default agent's is
+    // agents.defaults.workspace and every other agent's is `<agents.defaults.workspace>/<id>`;
+    // without agents.defaults.workspace, `<state>/workspace` and `<state>/workspace-<id>`.
+    let default_agent = default_agent(cfg);
+    let agent_workspace =
+        agent_workspace.unwrap_or_else(|| match (agent_id == default_agent, default_workspace) {
+            (true, Some(w)) => w,
+            (true, None) => Sourced::default(state_dir.join("workspace")),
+            (false, Some(w)) => Sourced {
+                value: w.value.join(agent_id),
+                source: match w.source {
+                    Source::Key { key, origin } => Source::Key {
+                        key: format!("{key} + \"/{agent_id}\""),
+                        origin,
+                    },
+                    Source::Default => Source::Default,
+                },
+            },
+            (false, None) => Sourced::default(state_dir.join(format!("workspace-{agent_id}"))),
+        });
 
     let tool_pick = |cands: &[(String, &str, &ToolPolicySection)],
                      f: fn(&ToolPolicySection) -> Option<&Vec<String>>,
@@ -586,7 +759,7 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
             Sourced::default(DEFAULT_TOOL_DENY.iter().map(|s| s.to_string()).collect())
         });
 
-    let (main_key, session_scope) = session_settings(cfg);
+    let (_, session_scope) = session_settings(cfg);
     EffectiveSandbox {
         agent_id: agent_id.to_string(),
         mode: pick(&all, "mode", |s| s.mode, Mode::Off),
@@ -615,9 +788,11 @@ pub fn resolve(cfg: &LoadedConfig, agent_id: &str, env: &Env) -> EffectiveSandbo
         calls,
         tool_allow,
         tool_deny,
-        main_key,
+        naming: pick(&all, "naming", |s| s.naming, Naming::Legacy),
+        default_agent,
         session_scope,
         state_dir,
         ignored,
+        compat_warnings: compat,
     }
 }

@@ -56,7 +56,12 @@ pub struct ServePeer {
 pub struct AgentsSection {
     pub defaults: Option<AgentDefaults>,
     pub list: Option<Vec<AgentListEntry>>,
+    /// The newer keyed form; when a file has both, `entries` wins and `list` is ignored (OC).
     pub entries: Option<BTreeMap<String, AgentEntry>>,
+    /// The keys of `entries` in the order the file writes them ("the first entry" is the default
+    /// agent when none says `default: true`); filled by `parse_config`.
+    #[serde(skip)]
+    pub entries_order: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -71,6 +76,8 @@ pub struct AgentDefaults {
 #[serde(rename_all = "camelCase")]
 pub struct AgentListEntry {
     pub id: String,
+    /// The default agent: the first entry with `default: true`, else the first entry. (OC)
+    pub default: Option<bool>,
     pub workspace: Option<String>,
     pub sandbox: Option<SandboxSection>,
     pub tools: Option<AgentTools>,
@@ -80,6 +87,7 @@ pub struct AgentListEntry {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentEntry {
+    pub default: Option<bool>,
     pub workspace: Option<String>,
     pub sandbox: Option<SandboxSection>,
     pub tools: Option<AgentTools>,
@@ -94,6 +102,7 @@ pub struct AgentTools {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionSection {
+    /// Ignored with a warning: the main session is always `main` (OC).
     pub main_key: Option<String>,
     pub scope: Option<SessionScope>,
 }
@@ -137,6 +146,24 @@ pub struct SandboxSection {
     pub prune: Option<PruneSection>,
     /// clawden extension: limits of individual tool calls.
     pub calls: Option<CallsSection>,
+    /// clawden extension: which naming epoch new containers get (`legacy` scope keys and slugs,
+    /// or `workspace`-qualified keys and `workspace-<32 hex>` names).
+    pub naming: Option<Naming>,
+    /// Legacy (OC): `true` → scope `session`, `false` → scope `shared`, mapped with a warning;
+    /// `scope` wins when both are set.
+    pub per_session: Option<bool>,
+}
+
+/// The naming epoch of the containers clawden creates (sandbox.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Naming {
+    /// Scope key as is; name = prefix + slug (`<readable>-<sha256[0:8]>`).
+    #[default]
+    Legacy,
+    /// Non-shared scope keys end in `:workspace:<sha256(agent workspace)[0:32]>`; name =
+    /// prefix + `workspace-<sha256(scope key)[0:32]>`.
+    Workspace,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]

@@ -27,8 +27,8 @@ pub fn decide(
     session: Option<&str>,
     agent: Option<&str>,
 ) -> Result<(EffectiveSandbox, SandboxPlan), session::SessionError> {
-    let (main_key, scope) = crate::config::resolve::session_settings(cfg);
-    let s = resolve_session(session, agent, &main_key, scope)?;
+    let (default_agent, scope) = crate::config::resolve::session_settings(cfg);
+    let s = resolve_session(session, agent, &default_agent, scope)?;
     let eff = crate::config::resolve(cfg, &s.agent_id, env);
     let mut p = plan(&eff, &s, host, ctx);
     // Without root nothing pins a bind source between check and use: a source some sandbox can

@@ -1,4 +1,7 @@
 //! The mount plan for `none` / `ro` / `rw` workspace access (sandbox.md §3). (OC)
+//!
+//! `ro` mounts the sandbox workspace at the workdir read-only and the agent workspace at
+//! `/agent` read-only: nothing of the workspace is writable, as in OpenClaw.
 
 use crate::config::WorkspaceAccess;
 use serde::Serialize;
@@ -62,11 +65,12 @@ pub fn managed_mounts(
             Access::Rw,
             MountSource::Workspace,
         )],
+        // Nothing of the workspace is writable: the sandbox writes only to its tmpfs. (OC)
         WorkspaceAccess::Ro => vec![
             m(
                 sandbox_workspace,
                 workdir,
-                Access::Rw,
+                Access::Ro,
                 MountSource::Workspace,
             ),
             m(agent_workspace, AGENT_MOUNT, Access::Ro, MountSource::Agent),
@@ -108,8 +112,21 @@ mod tests {
         assert_eq!(ro.len(), 2);
         assert_eq!(
             (ro[0].host.as_path(), ro[0].container.as_str(), ro[0].access),
-            (s, "/workspace", Access::Rw)
+            (s, "/workspace", Access::Ro)
         );
+        // Under ro nothing of the workspace is writable, under none and rw the workdir is.
+        for (access, writable_workdir) in [
+            (WorkspaceAccess::None, true),
+            (WorkspaceAccess::Ro, false),
+            (WorkspaceAccess::Rw, true),
+        ] {
+            let ms = managed_mounts(access, s, a, "/workspace");
+            assert_eq!(
+                ms.iter().any(|m| m.access == Access::Rw),
+                writable_workdir,
+                "{access:?}"
+            );
+        }
         assert_eq!(
             (
                 ro[1].host.as_path(),

@@ -4,7 +4,9 @@
 
 use super::hash::config_hash;
 use super::mounts::{Access, MountSource, PlannedMount, managed_mounts, workdir_host_dir};
-use super::naming::{check_prefix, container_name, sandbox_workspace_dir, scope_key};
+use super::naming::{
+    check_prefix, container_name, epoch_scope_key, sandbox_workspace_dir, scope_key, workspace_hash,
+};
 use super::session::{SessionRef, is_sandboxed};
 use crate::config::resolve::{DEFAULT_TMPFS_SIZE, EffectiveSandbox};
 use crate::config::{Mode, Scope, WorkspaceAccess};
@@ -335,22 +337,44 @@ pub fn plan(
 ) -> SandboxPlan {
     let d = &eff.docker;
     let mut problems: Vec<Refusal> = Vec::new();
-    let mut warnings: Vec<String> = eff
-        .ignored
-        .iter()
-        .map(|i| format!("ignored: {i}"))
-        .collect();
+    let mut warnings: Vec<String> = eff.compat_warnings.clone();
+    warnings.extend(eff.ignored.iter().map(|i| format!("ignored: {i}")));
 
     let sandboxed = is_sandboxed(eff.mode.value, session);
     let scope = eff.scope.value;
     let access = eff.workspace_access.value;
-    let skey = scope_key(scope, &session.key, &session.agent_id);
-    if let Err(m) = check_prefix(&d.container_prefix.value) {
+    // The scope key of the configured naming epoch (sandbox.md §3): qualified with the agent
+    // workspace's hash under `naming: "workspace"`.
+    let skey = epoch_scope_key(
+        eff.naming.value,
+        scope,
+        &scope_key(scope, &session.key, &session.agent_id),
+        &eff.agent_workspace.value,
+    );
+    if let Err(m) = check_prefix(&d.container_prefix.value, &skey) {
         problems.push(invalid(
             &d.container_prefix.value,
             m,
             format!("shorten or fix {}", d.container_prefix.source),
         ));
+    }
+    // A workspace-qualified session key from a gateway must name this agent's workspace.
+    if let Some(h) = &session.workspace_qualifier {
+        let ours = workspace_hash(&eff.agent_workspace.value);
+        if *h != ours {
+            problems.push(invalid(
+                format!("{}:workspace:{h}", session.key),
+                format!(
+                    "the session key is qualified with workspace hash {h}, but agent {:?}'s workspace {} hashes to {ours}",
+                    session.agent_id,
+                    eff.agent_workspace.value.display()
+                ),
+                format!(
+                    "hand clawden the key without \":workspace:{h}\", or set {}'s workspace to the gateway's",
+                    session.agent_id
+                ),
+            ));
+        }
     }
     let name = container_name(&d.container_prefix.value, scope, &skey);
 

@@ -1,7 +1,7 @@
 //! Session keys (sandbox.md §2): parsing, main-key canonicalisation, and the off / non-main / all
 //! decision.
 
-use crate::config::resolve::{DEFAULT_AGENT, normalize_agent_id};
+use crate::config::resolve::{DEFAULT_MAIN_KEY, normalize_agent_id};
 use crate::config::{Mode, SessionScope};
 use serde::Serialize;
 
@@ -16,6 +16,10 @@ pub struct SessionRef {
     pub agent_id: String,
     pub main_key: String,
     pub is_main: bool,
+    /// The `:workspace:<32 hex>` qualifier a gateway of the newer naming epoch appended to the
+    /// key (stripped from `key`; the plan checks it against the agent workspace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_qualifier: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,28 +53,27 @@ impl SessionError {
     }
 }
 
-/// The main session key of an agent: `agent:<id>:<mainKey>`, or `global` under `session.scope:
-/// "global"`. (OC)
-pub fn main_session_key(agent_id: &str, main_key: &str, scope: SessionScope) -> String {
+/// The main session key of an agent: `agent:<id>:main`, or `global` under `session.scope:
+/// "global"`. `session.mainKey` plays no part: OpenClaw ignores it. (OC)
+pub fn main_session_key(agent_id: &str, scope: SessionScope) -> String {
     match scope {
         SessionScope::Global => "global".to_string(),
-        SessionScope::PerSender => format!("agent:{agent_id}:{main_key}"),
+        SessionScope::PerSender => format!("agent:{agent_id}:{DEFAULT_MAIN_KEY}"),
     }
 }
 
 /// Parse what a caller gave (`--session`, `--agent`) into a canonical session.
 ///
-/// - no session: the agent's main session;
-/// - `main`, the configured main key, `agent:<id>:main`, `agent:<id>:<mainKey>` (and `global`
-///   under global scope): the main session;
-/// - a short name `x`: `agent:<agent>:x`;
+/// - no session: the agent's main session (the default agent's without `--agent`);
+/// - `main`, `agent:<id>:main` (and `global` under global scope): the main session;
+/// - a short name `x`: `agent:<agent>:x` (`<agent>`: `--agent`, else the default agent);
 /// - `agent:<id>:<rest>`: the agent id is normalised, the rest kept.
 ///
 /// Keys are case-insensitive (lowercased), as OpenClaw stores them.
 pub fn resolve_session(
     input: Option<&str>,
     agent: Option<&str>,
-    main_key: &str,
+    default_agent: &str,
     scope: SessionScope,
 ) -> Result<SessionRef, SessionError> {
     let agent_arg = agent.map(normalize_agent_id);
@@ -90,8 +93,16 @@ pub fn resolve_session(
             Some(t.to_lowercase())
         }
     };
+    // A workspace-qualified key (newer OpenClaw's scope keys): the session is what precedes it.
+    let (raw, workspace_qualifier) = match raw {
+        Some(k) => match super::naming::split_workspace_qualifier(&k) {
+            (base, Some(h)) => (Some(base.to_string()), Some(h.to_string())),
+            (_, None) => (Some(k), None),
+        },
+        None => (None, None),
+    };
     let (agent_id, rest) = match raw.as_deref() {
-        None => (agent_arg.unwrap_or_else(|| DEFAULT_AGENT.into()), None),
+        None => (agent_arg.unwrap_or_else(|| default_agent.into()), None),
         Some(k) => match k.strip_prefix("agent:") {
             Some(after) => {
                 let (id, rest) = after.split_once(':').unwrap_or((after, ""));
@@ -109,14 +120,14 @@ pub fn resolve_session(
                 (id, Some(rest.to_string()))
             }
             None => (
-                agent_arg.unwrap_or_else(|| DEFAULT_AGENT.into()),
+                agent_arg.unwrap_or_else(|| default_agent.into()),
                 Some(k.to_string()),
             ),
         },
     };
-    let main = main_session_key(&agent_id, main_key, scope);
+    let main = main_session_key(&agent_id, scope);
     let is_main_alias =
-        |r: &str| r == "main" || r == main_key || (scope == SessionScope::Global && r == "global");
+        |r: &str| r == DEFAULT_MAIN_KEY || (scope == SessionScope::Global && r == "global");
     let (key, is_main) = match (&raw, &rest) {
         (None, _) => (main.clone(), true),
         (Some(k), _) if scope == SessionScope::Global && k == "global" => (main.clone(), true),
@@ -130,6 +141,7 @@ pub fn resolve_session(
         key,
         agent_id,
         main_key: main,
+        workspace_qualifier,
     })
 }
 
@@ -149,6 +161,47 @@ mod tests {
 
     fn r(input: Option<&str>, agent: Option<&str>) -> SessionRef {
         resolve_session(input, agent, "main", PerSender).unwrap()
+    }
+
+    #[test]
+    fn the_default_agent_owns_keys_without_an_agent() {
+        // (input, --agent, default agent) → (key, agent, is main)
+        let table = [
+            (None, None, "work", "agent:work:main", "work", true),
+            (Some("main"), None, "work", "agent:work:main", "work", true),
+            (
+                Some("group:x"),
+                None,
+                "work",
+                "agent:work:group:x",
+                "work",
+                false,
+            ),
+            (
+                Some("group:x"),
+                Some("other"),
+                "work",
+                "agent:other:group:x",
+                "other",
+                false,
+            ),
+            (
+                Some("agent:main:main"),
+                None,
+                "work",
+                "agent:main:main",
+                "main",
+                true,
+            ),
+        ];
+        for (input, agent, default, key, id, main) in table {
+            let s = resolve_session(input, agent, default, PerSender).unwrap();
+            assert_eq!(
+                (s.key.as_str(), s.agent_id.as_str(), s.is_main),
+                (key, id, main),
+                "{input:?} {agent:?} {default}"
+            );
+        }
     }
 
     #[test]
@@ -172,11 +225,11 @@ mod tests {
     }
 
     #[test]
-    fn custom_main_key_and_global_scope() {
-        let s = resolve_session(Some("home"), None, "home", PerSender).unwrap();
-        assert_eq!((s.key.as_str(), s.is_main), ("agent:main:home", true));
-        let s = resolve_session(Some("main"), None, "home", PerSender).unwrap();
-        assert_eq!((s.key.as_str(), s.is_main), ("agent:main:home", true));
+    fn a_main_key_name_is_an_ordinary_session_and_global_scope() {
+        // session.mainKey is ignored (OC): "home" is not the main session, whatever the config.
+        let s = resolve_session(Some("home"), None, "main", PerSender).unwrap();
+        assert_eq!((s.key.as_str(), s.is_main), ("agent:main:home", false));
+        assert!(is_sandboxed(Mode::NonMain, &s));
         for input in [None, Some("global"), Some("main"), Some("agent:main:main")] {
             let s = resolve_session(input, None, "main", Global).unwrap();
             assert_eq!((s.key.as_str(), s.is_main), ("global", true), "{input:?}");
@@ -194,6 +247,28 @@ mod tests {
         assert_eq!(
             (s.agent_id.as_str(), s.key.as_str()),
             ("my-agent", "agent:my-agent:discord:chan")
+        );
+    }
+
+    #[test]
+    fn workspace_qualified_keys_are_understood() {
+        let h = "0123456789abcdef0123456789abcdef";
+        let s = r(Some(&format!("agent:work:group:x:workspace:{h}")), None);
+        assert_eq!(
+            (
+                s.key.as_str(),
+                s.agent_id.as_str(),
+                s.workspace_qualifier.as_deref()
+            ),
+            ("agent:work:group:x", "work", Some(h))
+        );
+        let s = r(Some(&format!("agent:work:main:workspace:{h}")), None);
+        assert!(s.is_main);
+        // Not a qualifier (31 hex): an ordinary session name.
+        let s = r(Some("agent:work:g:workspace:0123"), None);
+        assert_eq!(
+            (s.key.as_str(), s.workspace_qualifier),
+            ("agent:work:g:workspace:0123", None)
         );
     }
 

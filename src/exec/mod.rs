@@ -4,6 +4,7 @@
 //! (`waitpid` in the agent or reaper, `inspect_exec` on the fallback path), never from output.
 
 pub mod agent;
+pub mod argv;
 pub mod capture;
 pub mod container;
 pub mod host;

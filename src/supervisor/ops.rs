@@ -152,8 +152,10 @@ fn created_ms(c: &ContainerSummary) -> u64 {
 
 /// A session that has `scope_key` as its scope key (if the config's scope is unchanged):
 /// `agent:<id>` is agent scope (any session of the agent), `shared` is shared scope, anything
-/// else is the session key itself.
+/// else is the session key itself. A `:workspace:<hash>` qualifier (the newer naming epoch)
+/// is dropped: the plan of the session adds it again when the config asks for that epoch.
 fn session_for_scope_key(scope_key: &str, agent_id: &str) -> (String, Option<String>) {
+    let scope_key = crate::decide::naming::split_workspace_qualifier(scope_key).0;
     if scope_key == "shared" {
         return (format!("agent:{agent_id}:clawden-list"), None);
     }
@@ -554,6 +556,16 @@ mod tests {
         assert_eq!(
             session_for_scope_key("global", "main"),
             ("global".into(), Some("main".into()))
+        );
+        // The workspace-qualified epoch maps back to the same sessions.
+        let q = ":workspace:0123456789abcdef0123456789abcdef";
+        assert_eq!(
+            session_for_scope_key(&format!("agent:coder{q}"), "coder"),
+            ("agent:coder:clawden-list".into(), None)
+        );
+        assert_eq!(
+            session_for_scope_key(&format!("agent:coder:group:x{q}"), "coder"),
+            ("agent:coder:group:x".into(), None)
         );
     }
 
