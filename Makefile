@@ -45,7 +45,9 @@ bench:
 
 ## demo: build clawden and the minimal image, show the plan for a group session of the example
 ## config, then bring up its real hardened sandbox container
-demo: build
+demo:
+	scripts/ensure-docker.sh
+	$(MAKE) build
 	./target/release/clawden image build minimal
 	./target/release/clawden explain --config $(DEMO_CONFIG) --session $(DEMO_SESSION)
 	./target/release/clawden ensure --config $(DEMO_CONFIG) --session $(DEMO_SESSION)

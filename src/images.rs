@@ -39,7 +39,9 @@ impl ImageError {
                 "run as root with Debian's apt configured (mmdebstrap is installed if missing); see images/README.md"
             }
             ImageError::Tar(_) => "report this: the build context could not be assembled",
-            _ => "apt-get install busybox-static (or run scripts/ensure-docker.sh)",
+            _ => {
+                "apt-get install busybox-static (or run scripts/ensure-docker.sh); without it clawden fetches the package with apt-get download, which needs apt's package lists"
+            }
         }
     }
 }
@@ -68,26 +70,107 @@ pub fn elf_is_static(bytes: &[u8]) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Where to look for a static busybox: `$CLAWDEN_BUSYBOX_PATHS` (colon-separated; empty: look
+/// nowhere on the host), else [`BUSYBOX_PATHS`].
+fn busybox_paths() -> Vec<String> {
+    match std::env::var("CLAWDEN_BUSYBOX_PATHS") {
+        Ok(v) => v
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Err(_) => BUSYBOX_PATHS.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn static_busybox(path: &str, bytes: Vec<u8>) -> Result<(String, Vec<u8>), ImageError> {
+    match elf_is_static(&bytes) {
+        Ok(true) => Ok((path.to_string(), bytes)),
+        Ok(false) => Err(ImageError::NotStatic {
+            path: path.to_string(),
+        }),
+        Err(m) => Err(ImageError::Read {
+            path: path.to_string(),
+            message: m,
+        }),
+    }
+}
+
 fn find_busybox() -> Result<(String, Vec<u8>), ImageError> {
-    for p in BUSYBOX_PATHS {
+    find_busybox_in(&busybox_paths())
+}
+
+fn find_busybox_in(paths: &[String]) -> Result<(String, Vec<u8>), ImageError> {
+    for p in paths {
         if let Ok(bytes) = std::fs::read(p) {
-            match elf_is_static(&bytes) {
-                Ok(true) => return Ok((p.to_string(), bytes)),
-                Ok(false) => {
-                    return Err(ImageError::NotStatic {
-                        path: p.to_string(),
-                    });
-                }
-                Err(m) => {
-                    return Err(ImageError::Read {
-                        path: p.to_string(),
-                        message: m,
-                    });
-                }
+            match static_busybox(p, bytes) {
+                Ok(found) => return Ok(found),
+                // A distribution's dynamic busybox cannot run in a scratch image.
+                Err(e) => tracing::info!("{e}; trying Debian's busybox-static package"),
             }
         }
     }
-    Err(ImageError::NoBusybox(BUSYBOX_PATHS.join(" or ")))
+    // Not installed: take the binary out of Debian's package without installing anything
+    // (`apt-get download` and `dpkg-deb -x` need no root), so a bare Debian/Ubuntu host with
+    // Docker can build the image.
+    match busybox_from_package() {
+        Ok(found) => Ok(found),
+        Err(why) => {
+            tracing::debug!("busybox-static from the package archive: {why}");
+            Err(ImageError::NoBusybox(format!(
+                "{} (and fetching Debian's busybox-static package failed: {why})",
+                if paths.is_empty() {
+                    "no host path".to_string()
+                } else {
+                    paths.join(" or ")
+                }
+            )))
+        }
+    }
+}
+
+/// `busybox` from Debian's `busybox-static` package: downloaded into a temporary directory
+/// and unpacked there, never installed.
+fn busybox_from_package() -> Result<(String, Vec<u8>), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let run = |cmd: &mut std::process::Command| -> Result<(), String> {
+        let o = cmd
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("{cmd:?}: {e}"))?;
+        if o.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ))
+        }
+    };
+    run(std::process::Command::new("apt-get").args(["download", "busybox-static"]))?;
+    let deb = std::fs::read_dir(dir.path())
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    run(std::process::Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg("root"))?;
+    for p in BUSYBOX_PATHS {
+        let inside = dir.path().join("root").join(p.trim_start_matches('/'));
+        if let Ok(bytes) = std::fs::read(&inside) {
+            let shown = format!(
+                "{} (from {})",
+                p,
+                deb.file_name().unwrap_or_default().to_string_lossy()
+            );
+            return static_busybox(&shown, bytes).map_err(|e| e.to_string());
+        }
+    }
+    Err("the package holds no busybox binary".into())
 }
 
 fn add(
@@ -108,13 +191,20 @@ fn add(
 
 /// The tar build context of `clawden-sandbox:minimal`.
 pub fn minimal_context() -> Result<Vec<u8>, ImageError> {
-    let (_, busybox) = find_busybox()?;
+    minimal_context_and_source().map(|(c, _)| c)
+}
+
+/// [`minimal_context`], and where its busybox came from (a host path, or the package).
+pub fn minimal_context_and_source() -> Result<(Vec<u8>, String), ImageError> {
+    let (source, busybox) = find_busybox()?;
     let mut b = tar::Builder::new(Vec::new());
     add(&mut b, "Dockerfile", MINIMAL_DOCKERFILE, 0o644)?;
     add(&mut b, "etc/passwd", MINIMAL_PASSWD, 0o644)?;
     add(&mut b, "etc/group", MINIMAL_GROUP, 0o644)?;
     add(&mut b, "busybox", &busybox, 0o755)?;
-    b.into_inner().map_err(|e| ImageError::Tar(e.to_string()))
+    b.into_inner()
+        .map(|c| (c, source))
+        .map_err(|e| ImageError::Tar(e.to_string()))
 }
 
 /// The tar build context of `clawden-sandbox:toolbox`: its Dockerfile (no COPY; everything
@@ -223,6 +313,18 @@ pub async fn build_toolbox(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A host where busybox-static was never installed: the binary comes out of the package
+    /// archive (apt-get download + dpkg-deb, no root, nothing installed).
+    #[test]
+    fn without_a_host_busybox_the_package_is_unpacked_not_installed() {
+        let (shown, bytes) = find_busybox_in(&[]).expect("busybox from the package archive");
+        assert!(shown.contains("busybox-static"), "{shown}");
+        assert_eq!(elf_is_static(&bytes), Ok(true));
+        assert!(bytes.len() > 500_000);
+        let missing = vec!["/nonexistent/busybox".to_string()];
+        assert!(find_busybox_in(&missing).is_ok());
+    }
 
     #[test]
     fn elf_static_detection() {

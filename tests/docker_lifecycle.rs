@@ -100,8 +100,10 @@ fn every_access_and_scope_meets_the_baseline_and_mounts_are_the_plan() {
                     .collect();
                 let table: BTreeSet<(String, String, bool)> = match access {
                     "none" => [(sbx, "/workspace".into(), true)].into(),
+                    // As OpenClaw: nothing of the workspace is writable under ro, the workdir
+                    // included.
                     "ro" => [
-                        (sbx, "/workspace".into(), true),
+                        (sbx, "/workspace".into(), false),
                         (ws, "/agent".into(), false),
                     ]
                     .into(),

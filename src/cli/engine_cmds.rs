@@ -91,7 +91,7 @@ pub fn image(_g: &GlobalArgs, cmd: ImageCommand) -> ExitCode {
     if let ImageName::Toolbox = name {
         return super::ops::image_toolbox(json);
     }
-    let context = match crate::images::minimal_context() {
+    let (context, busybox) = match crate::images::minimal_context_and_source() {
         Ok(c) => c,
         Err(e) => {
             return super::errors::fail(
@@ -122,9 +122,12 @@ pub fn image(_g: &GlobalArgs, cmd: ImageCommand) -> ExitCode {
         {
             Ok(id) => {
                 if json {
-                    out_json(&serde_json::json!({"image": crate::images::MINIMAL_TAG, "id": id}));
+                    out_json(&serde_json::json!({"image": crate::images::MINIMAL_TAG, "id": id, "busybox": busybox}));
                 } else {
-                    out(&format!("built {} ({id})\n", crate::images::MINIMAL_TAG));
+                    out(&format!(
+                        "built {} ({id}) with busybox {busybox}\n",
+                        crate::images::MINIMAL_TAG
+                    ));
                 }
                 ExitCode::SUCCESS
             }
