@@ -561,3 +561,91 @@ fn a_client_in_a_container_and_an_open_socket_directory_are_refused() {
     assert!(err.contains("writable by group or others"), "{err}");
     assert!(!open.join("c.sock").exists());
 }
+
+/// `clawden attach`: the shim a gateway spawns. Stdio piped both ways, the call's exit code,
+/// a signal death re-raised, the token good once, and killing the shim kills the call's tree.
+#[test]
+fn the_attach_shim_pipes_stdio_exits_like_the_call_and_takes_the_call_down_with_it() {
+    let sw = sweep("svatt");
+    let w = World::new();
+    let s = Server::start(&w, &sw.prefix, "");
+    let start = |command: &str| -> (String, String) {
+        let body = serde_json::json!({
+            "session": {"key": "s1"}, "command": command, "mode": "start", "stdin": "stream"
+        });
+        let (code, v) = s.post("/v1/calls", &body.to_string());
+        assert_eq!(code, 201, "{v}");
+        (
+            v["callId"].as_str().unwrap().to_string(),
+            v["attachToken"].as_str().unwrap().to_string(),
+        )
+    };
+    let shim = |id: &str, token: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_clawden"));
+        c.args(["attach", id, "--socket"])
+            .arg(&s.sock)
+            .env("CLAWDEN_ATTACH_TOKEN", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c
+    };
+    // Stdio both ways and the exit code; the command is in no host argv.
+    let (id, token) = start("read l; echo got:$l; echo to-err >&2; exit 7");
+    let mut child = shim(&id, &token).spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"hello\n").unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "got:hello\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("to-err"));
+    // The token was good once.
+    let o = shim(&id, &token).output().unwrap();
+    assert_eq!(o.status.code(), Some(5), "{o:?}");
+    let o = shim(&id, "").output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    // A signal death is re-raised by the shim.
+    let (id, token) = start("kill -TERM $$");
+    let o = shim(&id, &token).output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(15), "{o:?}");
+    // SIGINT to the shim goes to the call's tree (the trap sees it, the call decides).
+    let (id, token) =
+        start("trap 'echo interrupted; exit 3' INT; echo ready; while :; do sleep 0.1; done");
+    let mut child = shim(&id, &token).spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(3), "{rest}");
+    assert!(rest.contains("interrupted"));
+    // kill -9 of the shim: the call's whole tree is gone within 2 s.
+    let (id, token) = start("sleep 4242 & sleep 4243");
+    let mut child = shim(&id, &token).spawn().unwrap();
+    let container = containers_with_prefix(&sw.prefix)[0].clone();
+    assert!(wait_until(Duration::from_secs(10), || ps_count(
+        &container,
+        "sleep 424"
+    ) == 2));
+    child.kill().unwrap();
+    let _ = child.wait();
+    let t = Instant::now();
+    assert!(wait_until(Duration::from_secs(2), || ps_count(
+        &container,
+        "sleep 424"
+    ) == 0));
+    assert!(t.elapsed() <= Duration::from_millis(2500));
+    let (_, v) = s.json(&[&format!("http://x/v1/calls/{id}")]);
+    assert_eq!(v["state"], "exited", "{v}");
+}

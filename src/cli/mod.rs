@@ -2,6 +2,7 @@
 //! an exit code from [`crate::exit_codes`]. Human output on stdout, logs on stderr, `--json` gives
 //! one JSON document on stdout.
 
+mod attach;
 mod calls;
 mod doctor;
 mod engine_cmds;
@@ -72,6 +73,9 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Serve the HTTP/1.1 + JSON API on a Unix socket for a gateway (see api/openapi.yaml).
     Serve(serve::ServeArgs),
+    /// Attach to a call started through `clawden serve` (the shim a gateway spawns instead of
+    /// `docker exec`; the token comes from CLAWDEN_ATTACH_TOKEN).
+    Attach(attach::AttachArgs),
     /// Run one command in a brand-new disposable sandbox on a workspace (for CI): output
     /// streamed, the command's exit status, nothing left behind.
     Run(run::RunArgs),
@@ -186,6 +190,7 @@ pub fn run() -> ExitCode {
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Policy(c) => policy::run(&cli.global, c),
         Command::Run(a) => run::run(&cli.global, a),
+        Command::Attach(a) => attach::attach(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     }

@@ -488,7 +488,7 @@ const BACKSTOP_SLACK: Duration = Duration::from_secs(5);
 pub async fn start(app: &Arc<App>, body: CallBody) -> Result<Arc<Call>, ApiError> {
     let command = match (&body.command, &body.argv) {
         (Some(c), None) => c.clone(),
-        (None, Some(a)) => a.join(" "),
+        (None, Some(a)) => crate::exec::argv::command_from_words(a),
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of \"command\" (a shell string) or \"argv\"",

@@ -7,6 +7,7 @@
 // it would only move the allocation.
 #![allow(clippy::result_large_err)]
 
+pub mod attach;
 pub mod calls;
 pub mod error;
 pub mod log;
@@ -34,6 +35,7 @@ pub const CAPABILITIES: &[&str] = &[
     "calls.detached",
     "calls.stdin",
     "calls.signal",
+    "calls.attach",
     "files.etag",
     "files.exclusive",
     "files.cas",

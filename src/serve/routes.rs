@@ -67,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/calls/{id}/output"),
     ("post", "/v1/calls/{id}/stdin"),
     ("post", "/v1/calls/{id}/signal"),
+    ("post", "/v1/calls/{id}/attach"),
     ("get", "/v1/files"),
     ("head", "/v1/files"),
     ("put", "/v1/files"),
@@ -101,6 +102,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/calls/{id}/output", get(call_output))
         .route("/v1/calls/{id}/stdin", post(call_stdin))
         .route("/v1/calls/{id}/signal", post(call_signal))
+        .route("/v1/calls/{id}/attach", post(call_attach))
         .route("/v1/files", get(file_get).head(file_head).put(file_put))
         .route("/v1/files/stat", get(file_stat))
         .route("/v1/files/list", get(file_list))
@@ -823,6 +825,61 @@ async fn call_signal(
     .ok_or_else(|| ApiError::bad_request("signal: a name (TERM) or number (15)"))?;
     c.signal(&app, sig, b.tree).await?;
     Ok(Json(json!({"callId": id, "signal": sig})))
+}
+
+/// `POST /v1/calls/{id}/attach`: with the call's one-time token, `101` and a framed two-way
+/// stream (see [`super::attach`]).
+async fn call_attach(
+    State(app): AppState,
+    Path(id): Path<String>,
+    mut req: Request,
+) -> Result<Response, ApiError> {
+    let c = find_call(&app, &id)?;
+    let wants = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case(super::attach::PROTOCOL));
+    if !wants {
+        return Err(ApiError::bad_request(format!(
+            "attach upgrades the connection: send Connection: Upgrade and Upgrade: {}",
+            super::attach::PROTOCOL
+        )));
+    }
+    let token = req
+        .headers()
+        .get(super::attach::TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if !c.take_attach_token(&token) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "no valid attach token for this call (it is given once, by mode \"start\", and is good for one attach)",
+        )
+        .fix("start the call with mode \"start\" and pass its attachToken in Clawden-Attach-Token"));
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(up) => super::attach::pump(app, c, hyper_util::rt::TokioIo::new(up)).await,
+            Err(e) => {
+                tracing::warn!("attach of call {}: the upgrade failed: {e}", c.id);
+                // Nobody holds the call: a connection call ends like a dropped client's.
+                drop(KillOnDrop { call: Some(c), app });
+            }
+        }
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    r.headers_mut().insert(
+        header::UPGRADE,
+        HeaderValue::from_static(super::attach::PROTOCOL),
+    );
+    Ok(r)
 }
 
 // ---- files ------------------------------------------------------------------------------------
