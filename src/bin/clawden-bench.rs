@@ -156,15 +156,15 @@ fn main() {
         prefix: format!("bench-{}-", &uuid::Uuid::new_v4().simple().to_string()[..6]),
         state: dir.path().to_path_buf(),
     };
-    // `--only a,b`: run only these parts (lib-exec, cli-exec, first-call, run, files, parallel,
-    // memory).
+    // `--only a,b`: run only these parts (lib-exec, cli-exec, first-call, run, files, serve,
+    // parallel, memory).
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only: Option<Vec<String>> = match args.as_slice() {
         [] => None,
         [flag, list] if flag == "--only" => Some(list.split(',').map(String::from).collect()),
         _ => {
             eprintln!(
-                "usage: clawden-bench [--only lib-exec,cli-exec,first-call,run,files,parallel,memory]"
+                "usage: clawden-bench [--only lib-exec,cli-exec,first-call,run,files,serve,parallel,memory]"
             );
             std::process::exit(2);
         }
@@ -407,6 +407,9 @@ async fn run(prefix: &str, dir: &std::path::Path, only: Option<&[String]>) -> Ve
     if want("files") {
         lines.extend(bench_files(&sup, &name).await);
     }
+    if want("serve") {
+        lines.extend(bench_serve(&config_file, dir, prefix).await);
+    }
     if !(want("parallel") || want("memory")) {
         let _ = Command::new("docker").args(["rm", "-f", &name]).output();
         return lines;
@@ -607,4 +610,246 @@ async fn bench_files(sup: &Supervisor, container: &str) -> Vec<Line> {
         });
     }
     lines
+}
+
+/// One kept-alive HTTP/1.1 connection to `clawden serve` (what a gateway holds).
+struct Http {
+    rd: tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>,
+    wr: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl Http {
+    async fn connect(sock: &std::path::Path) -> Http {
+        let (rd, wr) = tokio::net::UnixStream::connect(sock)
+            .await
+            .expect("serve socket")
+            .into_split();
+        Http {
+            rd: tokio::io::BufReader::new(rd),
+            wr,
+        }
+    }
+
+    async fn post(&mut self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.wr.write_all(req.as_bytes()).await.unwrap();
+        let (mut status, mut len, mut first) = (0u16, 0usize, true);
+        loop {
+            let mut line = String::new();
+            assert!(
+                self.rd.read_line(&mut line).await.unwrap() > 0,
+                "connection closed"
+            );
+            let line = line.trim_end();
+            if first {
+                status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+                first = false;
+            } else if line.is_empty() {
+                break;
+            } else if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut b = vec![0u8; len];
+        self.rd.read_exact(&mut b).await.unwrap();
+        (status, serde_json::from_slice(&b).unwrap_or_default())
+    }
+
+    async fn call(&mut self, session: &str, command: &str) -> serde_json::Value {
+        let body = serde_json::json!({"session": {"key": session}, "command": command});
+        let (status, v) = self.post("/v1/calls", &body.to_string()).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+}
+
+/// `clawden serve`: a wait call over one kept-alive connection vs `docker exec`; 50 concurrent
+/// calls over 10 sessions (every output checked) vs 50 parallel `docker exec`; the service's
+/// RSS with 100 live sessions each holding a sandbox; its RSS growth over 10,000 calls.
+async fn bench_serve(
+    config_file: &std::path::Path,
+    dir: &std::path::Path,
+    prefix: &str,
+) -> Vec<Line> {
+    let mut lines = Vec::new();
+    let sock = dir.join("serve/clawden.sock");
+    let cli = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("clawden")))
+        .expect("clawden next to clawden-bench");
+    struct Serve(std::process::Child);
+    impl Drop for Serve {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let serve = Serve(
+        Command::new(&cli)
+            .arg("--config")
+            .arg(config_file)
+            .args(["serve", "--socket"])
+            .arg(&sock)
+            .env("CLAWDEN_HOME", dir.join("state"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("clawden serve"),
+    );
+    let t = Instant::now();
+    while tokio::net::UnixStream::connect(&sock).await.is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "serve did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = serve.0.id();
+
+    // 1. Wait calls of `true` over one kept-alive connection.
+    let mut c = Http::connect(&sock).await;
+    let warm = c.call("sv0", "true").await;
+    assert_eq!(warm["exitCode"], 0, "{warm}");
+    assert_eq!(warm["via"], "agent", "{warm}");
+    let container = warm["containerName"].as_str().unwrap().to_string();
+    let n = 200;
+    let mut ours = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let v = c.call("sv0", "true").await;
+        ours.push(ms(t.elapsed()));
+        assert_eq!(v["exitCode"], 0);
+    }
+    let mut theirs = Vec::with_capacity(100);
+    for _ in 0..100 {
+        let t = Instant::now();
+        docker(&["exec", &container, "true"]);
+        theirs.push(ms(t.elapsed()));
+    }
+    let docker_p50 = pct(&mut theirs, 0.5);
+    let a = pct(&mut ours, 0.5);
+    lines.push(Line {
+        name: format!("serve wait call `true` p50 (n={n})"),
+        unit: "ms".into(),
+        clawden: a,
+        docker: docker_p50,
+        ratio: a / docker_p50,
+        note: "one kept-alive connection vs docker exec CLI".into(),
+    });
+
+    // 2. 50 concurrent callers over 10 sessions, each output checked.
+    for i in 0..10 {
+        c.call(&format!("sc{i}"), "true").await;
+    }
+    let per = 4;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..50)
+        .map(|w| {
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                let mut h = Http::connect(&sock).await;
+                for k in 0..per {
+                    let token = format!("w{w}k{k}");
+                    let v = h
+                        .call(&format!("sc{}", w % 10), &format!("echo {token}"))
+                        .await;
+                    assert_eq!(v["stdout"], format!("{token}\n"), "{v}");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let ours = (50 * per) as f64 / t.elapsed().as_secs_f64();
+    let names: Vec<String> = containers_of(prefix, "sc").await;
+    assert_eq!(names.len(), 10);
+    let t = Instant::now();
+    let threads: Vec<_> = (0..50)
+        .map(|w| {
+            let n = names[w % names.len()].clone();
+            std::thread::spawn(move || {
+                for k in 0..2 {
+                    let o = docker(&["exec", &n, "echo", &format!("w{w}k{k}")]);
+                    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("w{w}k{k}\n"));
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let theirs = 100.0 / t.elapsed().as_secs_f64();
+    lines.push(Line {
+        name: "serve: 50 concurrent calls over 10 sessions".into(),
+        unit: "calls/s".into(),
+        clawden: ours,
+        docker: theirs,
+        ratio: ours / theirs,
+        note: "every output checked; vs 50 parallel docker exec; higher is better".into(),
+    });
+
+    // 3. RSS growth over 10,000 calls on one connection, once what the service keeps is at its
+    // bounds (the newest 1,024 finished calls, 1 MiB of service events): 7,500 calls first.
+    for _ in 0..7500 {
+        c.call("sv0", "true").await;
+    }
+    let before = rss_mib(pid);
+    for _ in 0..10_000 {
+        c.call("sv0", "true").await;
+    }
+    let after = rss_mib(pid);
+    lines.push(Line {
+        name: "serve RSS growth over 10,000 calls".into(),
+        unit: "MiB".into(),
+        clawden: after - before,
+        docker: 0.0,
+        ratio: 0.0,
+        note: format!("{before:.1} MiB after 7,500 calls, {after:.1} MiB after 17,500"),
+    });
+
+    // 4. 100 live sessions, each holding a sandbox (and a pooled agent connection).
+    let mut sessions = Vec::new();
+    for i in 0..100 {
+        let s = format!("sl{i}");
+        let v = c.call(&s, "true").await;
+        assert_eq!(v["exitCode"], 0, "{v}");
+        sessions.push(s);
+    }
+    let with_100 = rss_mib(pid);
+    lines.push(Line {
+        name: "serve RSS with 100 live sessions".into(),
+        unit: "MiB".into(),
+        clawden: with_100,
+        docker: 0.0,
+        ratio: 0.0,
+        note: "each holding a running sandbox; target < 100 MB".into(),
+    });
+    drop(serve);
+    lines
+}
+
+/// Names of the bench's sandboxes whose session key starts with `session_prefix` (running).
+async fn containers_of(prefix: &str, session_prefix: &str) -> Vec<String> {
+    let o = docker(&[
+        "ps",
+        "--filter",
+        &format!("name={prefix}"),
+        "--filter",
+        "label=clawden.sandbox=1",
+        "--format",
+        "{{.Names}}\t{{.Label \"clawden.scopeKey\"}}",
+    ]);
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .filter(|(_, key)| key.contains(&format!(":{session_prefix}")))
+        .map(|(n, _)| n.to_string())
+        .collect()
 }

@@ -25,6 +25,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub const LOG_CAP_BYTES: usize = 1 << 20;
 pub const OUTPUT_WINDOW_BYTES: usize = 1 << 20;
 
+/// Finished calls kept for queries: at most this many (the newest) ...
+pub const MAX_FINISHED_CALLS: usize = 1024;
+/// ... holding at most this much of their output and events in all.
+pub const MAX_FINISHED_BYTES: usize = 128 << 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -369,11 +374,35 @@ impl Registry {
         v
     }
 
-    /// Finished calls past the retention period are forgotten.
+    /// Finished calls past the retention period are forgotten, and the oldest finished ones
+    /// beyond [`MAX_FINISHED_CALLS`] or [`MAX_FINISHED_BYTES`] (memory stays flat however many
+    /// calls a gateway makes).
     fn prune(&self) {
         let keep = self.retention;
-        self.map()
-            .retain(|_, c| c.st().finished.is_none_or(|t| t.elapsed() < keep));
+        let mut map = self.map();
+        map.retain(|_, c| c.st().finished.is_none_or(|t| t.elapsed() < keep));
+        let mut finished: Vec<(Instant, String, usize)> = map
+            .values()
+            .filter_map(|c| {
+                let st = c.st();
+                let size = st.windows[0].bytes.len()
+                    + st.windows[1].bytes.len()
+                    + st.result.as_ref().map_or(0, |r| {
+                        r["stdout"].as_str().map_or(0, str::len)
+                            + r["stderr"].as_str().map_or(0, str::len)
+                    })
+                    + c.log.bytes();
+                st.finished.map(|t| (t, c.id.clone(), size))
+            })
+            .collect();
+        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut total = 0usize;
+        for (i, (_, id, size)) in finished.into_iter().enumerate() {
+            total = total.saturating_add(size);
+            if i >= MAX_FINISHED_CALLS || total > MAX_FINISHED_BYTES {
+                map.remove(&id);
+            }
+        }
     }
 
     /// A slot for one more running call in `sandbox`, or `429`.
@@ -401,6 +430,7 @@ impl Registry {
     }
 
     fn insert(&self, call: Arc<Call>) {
+        self.prune();
         self.map().insert(call.id.clone(), call);
     }
 
@@ -903,6 +933,61 @@ mod tests {
         assert_eq!(parse_signal("2"), Some(2));
         assert_eq!(parse_signal("0"), None);
         assert_eq!(parse_signal("NOPE"), None);
+    }
+
+    #[test]
+    fn finished_calls_are_kept_within_a_count_and_a_byte_budget() {
+        let body: CallBody =
+            serde_json::from_value(json!({"session": {"key": "s"}, "command": "true"})).unwrap();
+        let reg = Registry::new(64, 8, Duration::from_secs(600));
+        let running = new_call(
+            "running".into(),
+            &body,
+            "sbx".into(),
+            LifetimeBody::Connection,
+            1024,
+        );
+        reg.insert(running.clone());
+        for i in 0..MAX_FINISHED_CALLS + 100 {
+            let c = new_call(
+                format!("c{i}"),
+                &body,
+                "sbx".into(),
+                LifetimeBody::Connection,
+                1024,
+            );
+            c.finish(json!({"exitCode": 0}), json!({"type": "exit"}));
+            reg.insert(c);
+        }
+        let all = reg.all();
+        assert_eq!(
+            all.len(),
+            MAX_FINISHED_CALLS + 1,
+            "the running one is never dropped"
+        );
+        assert!(reg.get("running").is_some());
+        assert!(reg.get("c0").is_none(), "the oldest finished ones go first");
+        assert!(reg.get(&format!("c{}", MAX_FINISHED_CALLS + 99)).is_some());
+        // Big outputs: the byte budget holds long before the count does.
+        let big = "x".repeat(16 << 20);
+        for i in 0..20 {
+            let c = new_call(
+                format!("b{i}"),
+                &body,
+                "sbx".into(),
+                LifetimeBody::Connection,
+                1024,
+            );
+            c.finish(json!({"stdout": big}), json!({"type": "exit"}));
+            reg.insert(c);
+        }
+        reg.prune();
+        let kept = reg.all().iter().filter(|c| c.id.starts_with('b')).count();
+        assert!(
+            kept <= MAX_FINISHED_BYTES / (16 << 20),
+            "{kept} big calls kept"
+        );
+        assert!(kept >= 1);
     }
 
     #[test]

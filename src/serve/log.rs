@@ -81,6 +81,11 @@ impl EventLog {
         self.notify.notify_waiters();
     }
 
+    /// Bytes of the events it keeps (their JSON size).
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }

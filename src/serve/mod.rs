@@ -28,6 +28,10 @@ use std::time::Duration;
 pub const API_VERSION: &str = "1";
 
 /// What the service can do, for `GET /v1/version`.
+/// The service's own event log (`GET /v1/events`) keeps at most this much JSON: the newest few
+/// thousand events, a bounded share of the service's memory whatever the call rate.
+pub const SERVICE_EVENTS_BYTES: usize = 1 << 20;
+
 pub const CAPABILITIES: &[&str] = &[
     "calls.wait",
     "calls.stream",
@@ -144,7 +148,7 @@ impl App {
                 settings.max_calls_per_sandbox,
                 settings.retention,
             ),
-            events: log::EventLog::new(4 << 20),
+            events: log::EventLog::new(SERVICE_EVENTS_BYTES),
             idempotency: Default::default(),
             sup,
             settings,

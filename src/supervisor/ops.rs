@@ -321,22 +321,41 @@ impl Supervisor {
                     .collect()
             }
             Selector::Session(key) => {
+                // Only this configuration's sandboxes (another configuration's sandbox under the
+                // same scope key is not ours to remove); one from before the owner label only
+                // when it has exactly our container name.
+                let owners = self.own_owner_ids();
                 let key = key.trim().to_lowercase();
+                let planned = self.plan(Some(&key), None).ok().map(|(_, p)| p);
+                let ours = |c: &ContainerSummary| {
+                    let owner = label(c, crate::decide::OWNER_LABEL);
+                    if owner.is_empty() {
+                        planned.as_ref().is_some_and(|p| c.name == p.container.name)
+                    } else {
+                        owners.iter().any(|o| owner == o)
+                    }
+                };
                 let exact: Vec<_> = all
                     .iter()
-                    .filter(|c| label(c, "clawden.scopeKey") == key)
+                    .filter(|c| label(c, "clawden.scopeKey") == key && ours(c))
                     .cloned()
                     .collect();
                 if !exact.is_empty() {
                     return Ok(exact);
                 }
-                let (_, plan) = self.plan(Some(&key), None)?;
-                all.into_iter()
+                let Some(plan) = planned.as_ref() else {
+                    // The key's own error (malformed, unknown agent).
+                    self.plan(Some(&key), None)?;
+                    return Ok(vec![]);
+                };
+                all.iter()
+                    .cloned()
                     .filter(|c| {
-                        label(c, "clawden.scopeKey") == plan.scope_key
-                            || c.name == plan.container.name
+                        (label(c, "clawden.scopeKey") == plan.scope_key
+                            || c.name == plan.container.name)
+                            && ours(c)
                     })
-                    .collect()
+                    .collect::<Vec<_>>()
             }
         })
     }

@@ -353,3 +353,33 @@ fn without_events_every_use_inspects() {
         assert_eq!(inspects(&e), 4);
     });
 }
+
+#[test]
+fn recreate_by_session_never_selects_another_configurations_sandbox() {
+    rt().block_on(async {
+        let w = World::new();
+        let e = engine();
+        let s = w.supervisor(e.clone(), "", "");
+        let ours = s.ensure(Some("g"), None).await.unwrap();
+        let mut theirs = e.inspect(&ours.container_name).await.unwrap().unwrap();
+        theirs.id = "theirs0000".into();
+        theirs.name = "other-config-sandbox".into();
+        theirs.labels.insert(
+            crate::decide::OWNER_LABEL.into(),
+            "another-configuration".into(),
+        );
+        e.plant(theirs);
+        let picked = s
+            .select(&super::ops::Selector::Session(ours.scope_key.clone()))
+            .await
+            .unwrap();
+        let names: Vec<&str> = picked.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, vec![ours.container_name.as_str()]);
+        let picked = s
+            .select(&super::ops::Selector::Session("g".into()))
+            .await
+            .unwrap();
+        assert_eq!(picked.len(), 1);
+        assert_eq!(picked[0].name, ours.container_name);
+    });
+}
