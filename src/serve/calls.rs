@@ -395,7 +395,7 @@ impl Registry {
                 st.finished.map(|t| (t, c.id.clone(), size))
             })
             .collect();
-        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut total = 0usize;
         for (i, (_, id, size)) in finished.into_iter().enumerate() {
             total = total.saturating_add(size);

@@ -349,12 +349,12 @@ impl Supervisor {
                     return Ok(vec![]);
                 };
                 all.iter()
-                    .cloned()
                     .filter(|c| {
                         (label(c, "clawden.scopeKey") == plan.scope_key
                             || c.name == plan.container.name)
                             && ours(c)
                     })
+                    .cloned()
                     .collect::<Vec<_>>()
             }
         })
