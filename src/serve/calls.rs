@@ -585,7 +585,7 @@ pub async fn start(app: &Arc<App>, body: CallBody) -> Result<Arc<Call>, ApiError
     };
     let prepared = app
         .sup
-        .prepare_call(&req, body.argv.clone(), agent_lifetime)
+        .prepare_call_planned(&eff, plan, &req, body.argv.clone(), agent_lifetime)
         .await?;
     if stdin_stream && matches!(prepared, Prepared::Other) {
         return Err(ApiError::from_class(&crate::validate::Refusal {

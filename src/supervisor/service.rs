@@ -143,6 +143,31 @@ impl Supervisor {
         r
     }
 
+    /// [`Supervisor::prepare_call`] with the plan the caller already made (no second plan).
+    pub async fn prepare_call_planned(
+        &self,
+        eff: &crate::config::EffectiveSandbox,
+        plan: SandboxPlan,
+        req: &ExecRequest,
+        argv: Option<Vec<String>>,
+        lifetime: proto::Lifetime,
+    ) -> Result<Prepared, CallError> {
+        let started = Instant::now();
+        let audit_plan = plan.clone();
+        let r = self.prepare_planned(eff, plan, req, argv, lifetime).await;
+        if let Err(e) = &r {
+            self.audit_call(
+                Some(&audit_plan),
+                &req.session,
+                "exec",
+                crate::audit::command_digest(&req.command),
+                Err(e),
+                started,
+            );
+        }
+        r
+    }
+
     async fn prepare_planned(
         &self,
         eff: &crate::config::EffectiveSandbox,
