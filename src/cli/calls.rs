@@ -58,9 +58,10 @@ pub struct AuditArgs {
     pub json: bool,
 }
 
+/// One call per process: a single-threaded runtime (blocking work still goes to its pool)
+/// starts faster than worker threads would.
 pub(super) fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime")
@@ -69,10 +70,13 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
 /// Connect lazily: direct sessions need no engine, so an unreachable engine is only an error
 /// when a container is needed.
 pub(super) async fn supervisor(ctx: Context) -> Supervisor {
-    let engine: Arc<dyn crate::engine::ContainerEngine> = match DockerEngine::connect().await {
-        Ok(e) => Arc::new(e),
-        Err(e) => Arc::new(crate::engine::unreachable::Unreachable(e)),
-    };
+    // A one-shot call reuses the daemon's earlier `/version` answer (same daemon process only).
+    let state_dir = ctx.env.state_dir();
+    let engine: Arc<dyn crate::engine::ContainerEngine> =
+        match DockerEngine::connect_remembered(&state_dir).await {
+            Ok(e) => Arc::new(e),
+            Err(e) => Arc::new(crate::engine::unreachable::Unreachable(e)),
+        };
     Supervisor::new(engine, ctx.config, ctx.env)
 }
 
