@@ -225,8 +225,20 @@ fn calls_files_roles_and_errors_over_the_socket() {
         .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert_eq!(text, "a\nb\n");
-    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    // Every line has a seq: events number themselves, a heartbeat repeats the last one sent
+    // (where a client resumes with after=).
+    assert!(events.iter().all(|e| e["seq"].is_u64()), "{events:?}");
+    let seqs: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] != "heartbeat")
+        .filter_map(|e| e["seq"].as_u64())
+        .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+    for (i, e) in events.iter().enumerate() {
+        if e["type"] == "heartbeat" {
+            assert_eq!(e["seq"], events[i - 1]["seq"], "{events:?}");
+        }
+    }
 
     // A flood on both streams read slowly: every byte, in order, within the caps.
     let (_, body) = server.curl(&[

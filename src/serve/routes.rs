@@ -599,8 +599,11 @@ where
     r
 }
 
-/// One heartbeat line.
-const HEARTBEAT: &[u8] = b"{\"type\":\"heartbeat\"}\n";
+/// One heartbeat line; its `seq` is that of the last event sent before it (where to resume
+/// with `after=`).
+fn heartbeat_line(seq: u64) -> Vec<u8> {
+    format!("{{\"type\":\"heartbeat\",\"seq\":{seq}}}\n").into_bytes()
+}
 
 /// NDJSON of a call's events after `after`, heartbeats on silence; `owns`: the stream owns a
 /// `connection` call (it is killed when the client goes away before the end).
@@ -636,7 +639,7 @@ fn stream_events(
         let mut out = Vec::new();
         if b.missed > 0 && s.seq + 1 < b.last_seq {
             out.extend_from_slice(
-                json!({"type": "gap", "missed": b.missed})
+                json!({"type": "gap", "missed": b.missed, "seq": s.seq})
                     .to_string()
                     .as_bytes(),
             );
@@ -655,7 +658,7 @@ fn stream_events(
                 s.guard.disarm();
                 return Some((Ok::<_, std::io::Error>(Bytes::new()), s));
             }
-            out.extend_from_slice(HEARTBEAT);
+            out.extend_from_slice(&heartbeat_line(s.seq));
         }
         if b.closed && s.seq >= b.last_seq {
             s.done = true;
@@ -1128,7 +1131,7 @@ async fn events(State(app): AppState, StrictQuery(q): StrictQuery<EventsQuery>) 
             next = e["seq"].as_u64().unwrap_or(next);
         }
         if b.events.is_empty() {
-            out.extend_from_slice(HEARTBEAT);
+            out.extend_from_slice(&heartbeat_line(next));
         }
         Some((Ok::<_, std::io::Error>(Bytes::from(out)), (app, next)))
     });
