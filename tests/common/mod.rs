@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod serve;
+
 use clawden::config::{ConfigError, Env, LoadedConfig, load::ConfigLayer, parse_config};
 use clawden::engine::ContainerEngine;
 use clawden::engine::docker::DockerEngine;
