@@ -35,6 +35,10 @@ const REPLAY: Duration = Duration::from_secs(2);
 /// More remembered event IDs than this: forget them all (and every verified container).
 const MAX_TRACKED: usize = 10_000;
 
+/// After a stream ended or failed, no new watcher for this long (an engine whose event stream
+/// fails at once would otherwise be asked again on every use).
+const RETRY_AFTER: Duration = Duration::from_secs(10);
+
 /// Taken before an inspect whose facts may be remembered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
@@ -67,6 +71,8 @@ struct Inner {
     seen: HashSet<String>,
     /// The watcher task, aborted when the supervisor goes.
     task: Option<tokio::task::AbortHandle>,
+    /// When the last stream ended (a new watcher waits [`RETRY_AFTER`]).
+    ended_at: Option<Instant>,
 }
 
 impl Inner {
@@ -133,7 +139,8 @@ impl Fresh {
             i.seen.clear();
         }
         let again = !i.seen.insert(name.to_string());
-        if again && !i.started {
+        let may_retry = i.ended_at.is_none_or(|t| t.elapsed() >= RETRY_AFTER);
+        if again && !i.started && may_retry {
             i.started = true;
             return true;
         }
@@ -177,6 +184,7 @@ impl Fresh {
         i.last_event.clear();
         i.verified.clear();
         i.task = None;
+        i.ended_at = Some(Instant::now());
     }
 
     /// Start watching `engine`'s container events (inside a tokio runtime). An engine that
@@ -281,6 +289,8 @@ mod tests {
         f.remember("c", &facts("a"), "h", old);
         f.ended();
         assert!(f.lookup("c", "h").is_none());
+        // A repeated use right after an end starts no new watcher (it waits RETRY_AFTER).
+        assert!(!f.remember("c", &facts("a"), "h", f.ticket()));
         f.subscribed();
         f.remember("c", &facts("a"), "h", old);
         assert!(
