@@ -292,6 +292,16 @@ fn concurrent_runs_do_not_share_and_a_kept_run_can_be_entered_and_removed() {
         .output()
         .unwrap();
     assert_eq!(text(&o.stdout), "state\n", "{o:?}");
+    // Keys that name no run, or not a run directory at all, are usage errors (nothing removed).
+    for bad in ["run-000000000000", "run-../../etc", "anything"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_clawden"))
+            .args(["run", "--remove", bad])
+            .env("CLAWDEN_HOME", w.path("state"))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}: {o:?}");
+    }
+    assert_eq!(containers_with_prefix(&sw.prefix).len(), 1);
     let o = Command::new(env!("CARGO_BIN_EXE_clawden"))
         .args(["run", "--remove", &key])
         .env("CLAWDEN_HOME", w.path("state"))

@@ -120,6 +120,29 @@ impl Drop for Sweep {
     }
 }
 
+/// One `docker run --rm` of `true` with the hardening of a sandbox; its wall time in ms.
+fn docker_run_hardened() -> f64 {
+    let t = Instant::now();
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(HARDENED);
+    args.extend_from_slice(&[
+        "--tmpfs",
+        "/tmp:size=64m",
+        clawden::images::MINIMAL_TAG,
+        "true",
+    ]);
+    docker(&args);
+    ms(t.elapsed())
+}
+
+/// The `clawden` binary next to this one.
+fn clawden_cli() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("clawden")))
+        .expect("clawden next to clawden-bench")
+}
+
 /// Resident memory of a process, in MiB (`VmRSS`).
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -275,10 +298,7 @@ async fn run(prefix: &str, dir: &std::path::Path, only: Option<&[String]>) -> Ve
     }
     // The same through the CLI: a fresh `clawden exec` process per call (config load, plan,
     // ensure's inspect and checks, connect + peer check, the call).
-    let cli = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("clawden")))
-        .expect("clawden next to clawden-bench");
+    let cli = clawden_cli();
     let n_cli = if want("cli-exec") { 100 } else { 0 };
     let mut ours_cli = Vec::with_capacity(n_cli);
     for _ in 0..n_cli {
@@ -332,17 +352,7 @@ async fn run(prefix: &str, dir: &std::path::Path, only: Option<&[String]>) -> Ve
         let _ = Command::new("docker")
             .args(["rm", "-f", o.container_name.as_deref().unwrap()])
             .output();
-        let t = Instant::now();
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(HARDENED);
-        args.extend_from_slice(&[
-            "--tmpfs",
-            "/tmp:size=64m",
-            clawden::images::MINIMAL_TAG,
-            "true",
-        ]);
-        docker(&args);
-        theirs.push(ms(t.elapsed()));
+        theirs.push(docker_run_hardened());
     }
     if rounds > 0 {
         let (a, b) = (pct(&mut ours, 0.5), pct(&mut theirs, 0.5));
@@ -379,17 +389,7 @@ async fn run(prefix: &str, dir: &std::path::Path, only: Option<&[String]>) -> Ve
             .expect("clawden run");
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         ours.push(ms(t.elapsed()));
-        let t = Instant::now();
-        let mut args = vec!["run", "--rm"];
-        args.extend_from_slice(HARDENED);
-        args.extend_from_slice(&[
-            "--tmpfs",
-            "/tmp:size=64m",
-            clawden::images::MINIMAL_TAG,
-            "true",
-        ]);
-        docker(&args);
-        theirs.push(ms(t.elapsed()));
+        theirs.push(docker_run_hardened());
     }
     if rounds > 0 {
         let (a, b) = (pct(&mut ours, 0.5), pct(&mut theirs, 0.5));
@@ -679,10 +679,7 @@ async fn bench_serve(
 ) -> Vec<Line> {
     let mut lines = Vec::new();
     let sock = dir.join("serve/clawden.sock");
-    let cli = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("clawden")))
-        .expect("clawden next to clawden-bench");
+    let cli = clawden_cli();
     struct Serve(std::process::Child);
     impl Drop for Serve {
         fn drop(&mut self) {

@@ -67,6 +67,25 @@ pub(super) fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// `--env K=V` words (exec, run) as a map; a word without `=` is a usage error.
+pub(super) fn parse_env(
+    words: &[String],
+) -> Result<std::collections::BTreeMap<String, String>, CliFailure> {
+    words
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| CliFailure {
+                    class: ErrorClass::Usage,
+                    code: "invalid_env",
+                    message: format!("--env {} is not K=V", crate::display::quote(kv)),
+                    fix: "write --env NAME=value".into(),
+                })
+        })
+        .collect()
+}
+
 /// Connect lazily: direct sessions need no engine, so an unreachable engine is only an error
 /// when a container is needed.
 pub(super) async fn supervisor(ctx: Context) -> Supervisor {
@@ -153,38 +172,17 @@ pub fn exec(g: &GlobalArgs, mut a: ExecArgs) -> ExitCode {
                 a.session = Some(key.clone());
                 c
             }
-            Err(message) => {
-                return super::errors::fail(
-                    a.json,
-                    &CliFailure {
-                        class: ErrorClass::Usage,
-                        code: "unknown_run",
-                        message,
-                        fix: "list kept runs under the state directory's runs/".into(),
-                    },
-                );
-            }
+            Err(f) => return super::errors::fail(a.json, &f),
         },
         None => match Context::load(g) {
             Ok(c) => c,
             Err(e) => return config_error(a.json, &e),
         },
     };
-    let mut env = std::collections::BTreeMap::new();
-    for kv in &a.env {
-        let Some((k, v)) = kv.split_once('=') else {
-            return super::errors::fail(
-                a.json,
-                &CliFailure {
-                    class: ErrorClass::Usage,
-                    code: "invalid_env",
-                    message: format!("--env {} is not K=V", crate::display::quote(kv)),
-                    fix: "write --env NAME=value".into(),
-                },
-            );
-        };
-        env.insert(k.to_string(), v.to_string());
-    }
+    let env = match parse_env(&a.env) {
+        Ok(e) => e,
+        Err(f) => return super::errors::fail(a.json, &f),
+    };
     let stdin = if a.stdin {
         use std::io::Read;
         let mut data = Vec::new();

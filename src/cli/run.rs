@@ -178,18 +178,10 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> ExitCode {
     if let Some(key) = &a.remove {
         return remove(g, &a, key);
     }
-    let mut env = std::collections::BTreeMap::new();
-    for kv in &a.env {
-        let Some((k, v)) = kv.split_once('=') else {
-            return failure(
-                a.json,
-                ErrorClass::Usage,
-                "invalid_env",
-                format!("--env {} is not K=V", crate::display::quote(kv)),
-            );
-        };
-        env.insert(k.to_string(), v.to_string());
-    }
+    let env = match super::calls::parse_env(&a.env) {
+        Ok(e) => e,
+        Err(f) => return super::errors::fail(a.json, &f),
+    };
     let dir = match a
         .workspace
         .clone()
@@ -442,31 +434,9 @@ pub fn run(g: &GlobalArgs, a: RunArgs) -> ExitCode {
 
 /// `run --remove KEY`: remove a kept run.
 fn remove(g: &GlobalArgs, a: &RunArgs, key: &str) -> ExitCode {
-    if !runs::valid_key(key) {
-        return failure(
-            a.json,
-            ErrorClass::Usage,
-            "invalid_run",
-            format!(
-                "{} is not a run key (run-<12 hex digits>)",
-                crate::display::quote(key)
-            ),
-        );
-    }
-    let env = crate::config::Env::from_process();
-    let Some(record) = runs::read_record(&env.state_dir(), key) else {
-        return failure(
-            a.json,
-            ErrorClass::Usage,
-            "unknown_run",
-            format!("no run {key}"),
-        );
-    };
-    let config = g.config.clone().or(record.config.clone());
-    let profile = g.profile.clone().or(record.profile.clone());
-    let ctx = match run_context(config.as_deref(), profile.as_deref(), &record.layer) {
+    let ctx = match kept_context(g, key) {
         Ok(c) => c,
-        Err(e) => return config_error(a.json, &e),
+        Err(f) => return super::errors::fail(a.json, &f),
     };
     super::calls::runtime().block_on(async {
         let sup = super::calls::supervisor(ctx).await;
@@ -484,14 +454,30 @@ fn remove(g: &GlobalArgs, a: &RunArgs, key: &str) -> ExitCode {
     })
 }
 
-/// The config of a kept run (`clawden exec --run KEY`): its profile, file and layer.
-pub fn kept_context(g: &GlobalArgs, key: &str) -> Result<Context, String> {
+/// The config of a kept run (`clawden exec --run`, `run --remove`): its profile, file and layer
+/// (`--config`/`--profile` given now win).
+pub fn kept_context(g: &GlobalArgs, key: &str) -> Result<Context, CliFailure> {
+    let usage = |code: &'static str, message: String| CliFailure {
+        class: ErrorClass::Usage,
+        code,
+        message,
+        fix: "a run key is run-<12 hex digits>, as `run --keep-on-failure` printed it".into(),
+    };
     if !runs::valid_key(key) {
-        return Err(format!("{} is not a run key", crate::display::quote(key)));
+        return Err(usage(
+            "invalid_run",
+            format!("{} is not a run key", crate::display::quote(key)),
+        ));
     }
     let env = crate::config::Env::from_process();
-    let record = runs::read_record(&env.state_dir(), key).ok_or(format!("no run {key}"))?;
+    let record = runs::read_record(&env.state_dir(), key)
+        .ok_or_else(|| usage("unknown_run", format!("no run {key}")))?;
     let config = g.config.clone().or(record.config.clone());
     let profile = g.profile.clone().or(record.profile.clone());
-    run_context(config.as_deref(), profile.as_deref(), &record.layer).map_err(|e| e.to_string())
+    run_context(config.as_deref(), profile.as_deref(), &record.layer).map_err(|e| CliFailure {
+        class: ErrorClass::Config,
+        code: "config_error",
+        message: e.to_string(),
+        fix: String::new(),
+    })
 }
